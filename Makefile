@@ -1,0 +1,26 @@
+# The README's two commands: `make demo` and `make test`. Both create .venv/ on first use.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test bench clean-venv
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -qq --upgrade pip
+	$(PY) -m pip install -qq -r requirements.txt
+	$(PY) -m pip install -qq --no-deps --no-build-isolation -e . || $(PY) -m pip install -qq --no-deps -e .
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m experiments.demo --out runs/demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q -n 2 tests
+
+bench: $(STAMP)
+	$(PY) -m benchmarks.bench_classical
+
+clean-venv:
+	rm -rf $(VENV)

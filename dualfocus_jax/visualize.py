@@ -1,0 +1,83 @@
+"""Pictures a person looks at: colour-mapped depth with a colour bar, RGB images, side-by-side panels."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display on servers or in CI
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+
+
+@dataclasses.dataclass(frozen=True)
+class Panel:
+    """One picture of a figure.
+
+    `kind` is "rgb" for an (H, W, 3) image in [0, 1], or "scalar" for an (H, W) map drawn with `cmap`
+    between `vmin` and `vmax` and a colour bar labelled `label`. Pixels where `valid` is False are grey.
+    """
+
+    title: str
+    array: np.ndarray
+    kind: str = "scalar"
+    cmap: str = "turbo_r"
+    vmin: float | None = None
+    vmax: float | None = None
+    label: str = ""
+    valid: np.ndarray | None = None
+
+
+def save_rgb_png(path: str | os.PathLike, image_HWC: np.ndarray) -> str:
+    """Writes an (H, W, 3) float image in [0, 1] as an 8-bit PNG; returns the path."""
+    array = np.clip(np.asarray(image_HWC, np.float32), 0.0, 1.0)
+    Image.fromarray(np.round(array * 255).astype(np.uint8)).save(path)
+    return os.fspath(path)
+
+
+def save_panels_png(path: str | os.PathLike, panels: Sequence[Panel], *, columns: int | None = None,
+                    title: str = "", panel_width_in: float = 4.0) -> str:
+    """Draws panels side by side (wrapping after `columns`) into one PNG; returns the path."""
+    columns = columns or len(panels)
+    rows = int(np.ceil(len(panels) / columns))
+    height, width = np.shape(panels[0].array)[:2]
+    panel_height_in = panel_width_in * height / width + 0.5
+    figure, axes = plt.subplots(rows, columns, figsize=(panel_width_in * columns, panel_height_in * rows),
+                                squeeze=False)
+    for axis in axes.ravel():
+        axis.axis("off")
+    for axis, panel in zip(axes.ravel(), panels):
+        _draw_panel(figure, axis, panel)
+    if title:
+        figure.suptitle(title)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return os.fspath(path)
+
+
+def save_scalar_png(path: str | os.PathLike, panel: Panel) -> str:
+    """One colour-mapped map with its colour bar, e.g. depth.png."""
+    return save_panels_png(path, [panel], panel_width_in=6.0)
+
+
+def _draw_panel(figure, axis, panel: Panel) -> None:
+    axis.set_title(panel.title, fontsize=10)
+    if panel.kind == "rgb":
+        axis.imshow(np.clip(panel.array, 0.0, 1.0))
+        return
+    values = np.asarray(panel.array, np.float32)
+    valid = np.isfinite(values) if panel.valid is None else (np.asarray(panel.valid, bool) & np.isfinite(values))
+    shown = values[valid] if valid.any() else np.zeros(1, np.float32)
+    vmin = float(shown.min()) if panel.vmin is None else panel.vmin
+    vmax = float(shown.max()) if panel.vmax is None else panel.vmax
+    colormap = plt.get_cmap(panel.cmap).copy()
+    colormap.set_bad(color=(0.5, 0.5, 0.5))
+    image = axis.imshow(np.ma.masked_where(~valid, values), cmap=colormap, vmin=vmin, vmax=vmax)
+    colorbar = figure.colorbar(image, ax=axis, fraction=0.046, pad=0.02)
+    if panel.label:
+        colorbar.set_label(panel.label)
