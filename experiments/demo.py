@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import time
 
-from absl import app, flags
+from absl import app, flags, logging
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("out", "runs/demo", "Folder for the pictures, arrays and metrics table.")
@@ -25,6 +25,7 @@ flags.DEFINE_enum("measure", "modified_laplacian", ["modified_laplacian", "grayl
 
 def main(argv):
     del argv
+    logging.set_verbosity(logging.WARNING)  # keep JAX's backend-probing INFO lines out of the demo output
     from experiments.classical_demo import run_classical_demo
 
     start = time.perf_counter()
