@@ -1,0 +1,1 @@
+"""Pieces the dataset builders share: manual-dir checks, file readers, example assembly, rendering."""

@@ -1,0 +1,1 @@
+"""fod500: the DefocusNet synthetic focal stacks ("fs_6"), 400 train / 100 test scenes."""

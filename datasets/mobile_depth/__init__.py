@@ -1,0 +1,1 @@
+"""mobile_depth: real phone focal stacks without ground truth (qualitative evaluation)."""

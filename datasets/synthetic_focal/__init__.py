@@ -1,0 +1,1 @@
+"""synthetic_focal: the embedded default focal-stack dataset (no download)."""
