@@ -10,7 +10,7 @@ $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -qq --upgrade pip
 	$(PY) -m pip install -qq -r requirements.txt
-	$(PY) -m pip install -qq --no-deps --no-build-isolation -e . || $(PY) -m pip install -qq --no-deps -e .
+	$(PY) -m pip install -qq --no-deps -e .
 	touch $(STAMP)
 
 demo: $(STAMP)
