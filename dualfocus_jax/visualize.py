@@ -75,8 +75,7 @@ def _draw_panel(figure, axis, panel: Panel) -> None:
     shown = values[valid] if valid.any() else np.zeros(1, np.float32)
     vmin = float(shown.min()) if panel.vmin is None else panel.vmin
     vmax = float(shown.max()) if panel.vmax is None else panel.vmax
-    colormap = plt.get_cmap(panel.cmap).copy()
-    colormap.set_bad(color=(0.5, 0.5, 0.5))
+    colormap = plt.get_cmap(panel.cmap).with_extremes(bad=(0.5, 0.5, 0.5))
     image = axis.imshow(np.ma.masked_where(~valid, values), cmap=colormap, vmin=vmin, vmax=vmax)
     colorbar = figure.colorbar(image, ax=axis, fraction=0.046, pad=0.02)
     if panel.label:
