@@ -1,0 +1,65 @@
+"""3×3×3 convolution over (S, h, w) focal volumes, channel-last, as three shifted 2D convolutions.
+
+A 3D convolution with zero padding along the focal axis is the sum over the three focal offsets d of a 2D
+convolution of the slice n + d − 1 with the kernel's d-th plane. XLA:CPU runs that sum 1.6–2.6× faster than
+its native 3D convolution (2-core CPU, jax 0.10: 32→32 channels on 5×64×64, 12 ms vs 31 ms; on 10×96×144,
+0.11 s vs 0.22 s; 128→64 channels on 5×16×16, 5.7 ms vs 9.4 ms). The kernel has the same (3, 3, 3, Cin, Cout)
+shape either way, so `impl` can be switched (e.g. to "lax" on a GPU) without touching the parameters.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+
+def conv3x3x3_slices(x_BSHWC: jax.Array, kernel_DHWIO: jax.Array) -> jax.Array:
+    """'SAME' 3×3×3 convolution as three 2D convolutions; (B, S, h, w, Cin) → (B, S, h, w, Cout)."""
+    b, s, h, w, c = x_BSHWC.shape
+    padded = jnp.pad(x_BSHWC, ((0, 0), (1, 1), (0, 0), (0, 0), (0, 0)))
+    out = None
+    for offset in range(3):
+        shifted = padded[:, offset : offset + s].reshape(b * s, h, w, c)
+        term = lax.conv_general_dilated(
+            shifted, kernel_DHWIO[offset], (1, 1), ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC")
+        )
+        out = term if out is None else out + term
+    return out.reshape(b, s, h, w, -1)
+
+
+def conv3x3x3_lax(x_BSHWC: jax.Array, kernel_DHWIO: jax.Array) -> jax.Array:
+    """'SAME' 3×3×3 convolution with XLA's 3D convolution; (B, S, h, w, Cin) → (B, S, h, w, Cout)."""
+    return lax.conv_general_dilated(
+        x_BSHWC, kernel_DHWIO, (1, 1, 1), ((1, 1), (1, 1), (1, 1)), dimension_numbers=("NDHWC", "DHWIO", "NDHWC")
+    )
+
+
+class Conv3x3x3(nn.Module):
+    """3×3×3 'SAME' convolution of a (B, S, h, w, Cin) volume to Cout channels.
+
+    Attributes:
+      features: Cout.
+      use_bias: add a per-channel bias.
+      impl: "slices" (three 2D convolutions) or "lax" (native 3D convolution).
+      kernel_init: initialiser of the (3, 3, 3, Cin, Cout) kernel.
+    """
+
+    features: int
+    use_bias: bool = False
+    impl: str = "slices"
+    kernel_init: nn.initializers.Initializer = nn.initializers.he_normal()
+
+    @nn.compact
+    def __call__(self, x_BSHWC: jax.Array) -> jax.Array:
+        kernel = self.param("kernel", self.kernel_init, (3, 3, 3, x_BSHWC.shape[-1], self.features), jnp.float32)
+        if self.impl == "slices":
+            y = conv3x3x3_slices(x_BSHWC, kernel)
+        elif self.impl == "lax":
+            y = conv3x3x3_lax(x_BSHWC, kernel)
+        else:
+            raise ValueError(f"impl must be 'slices' or 'lax', got {self.impl!r}.")
+        if self.use_bias:
+            y = y + self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
+        return y

@@ -1,0 +1,177 @@
+"""DualFocusNet: focal stack in; depth, uncertainty, focus probabilities and all-in-focus image out.
+
+Pipeline (METHOD.md "Network"): sort the slices by focus position → pad H, W to a multiple of 32 →
+ImageNet-normalise → shared 2D encoder (features at 1/32, 1/16, 1/8, 1/4) → focal volumes ([V, ΔV], ΔV or
+V by variant) → optional spatial branch, whose integrable surfaces join the volume at the solver's level →
+3D decoder (a cost per slice at four levels) → per level: bilinear upsampling of the costs to the input
+size, softmax over slices, depth as the expectation of the focus positions → at inference, optionally, the
+exact unimodal projection of the finest p → uncertainty and all-in-focus image.
+
+The focus positions enter only the sort and the expectations, so they may be in any unit (metres, dioptres,
+disparity) and differ per example. The module has no mutable state: `model.apply(params, ...)` is pure.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from dualfocus_jax.model.compile_options import FAST_COMPILE_OPTIONS
+from dualfocus_jax.model.config import PAD_MULTIPLE, DualFocusConfig
+from dualfocus_jax.model.decoder import FocalDecoder
+from dualfocus_jax.model.encoder import FocalStackEncoder
+from dualfocus_jax.model.focal_volume import enhanced_focal_volume
+from dualfocus_jax.model.padding import crop_spatial, pad_spatial, padding_to_multiple
+from dualfocus_jax.model.resampling import resize_bilinear_hw
+from dualfocus_jax.model.resnet import trunk_input_from_images
+from dualfocus_jax.model.spatial_branch import SpatialBranch
+from dualfocus_jax.variational import project_unimodal
+
+
+def validate_inputs(stack_BSHWC, focus_BS) -> tuple[int, int, int, int]:
+    """Checks shapes and dtypes of a focal stack and its focus positions; returns (B, S, H, W).
+
+    Raises ValueError naming the problem and the fix. Works on traced arrays (only static shapes are read).
+    """
+    shape = tuple(stack_BSHWC.shape)
+    if len(shape) != 5 or shape[-1] != 3:
+        raise ValueError(
+            f"stack must have shape (B, S, H, W, 3) (batch, slices, height, width, RGB), got {shape}; "
+            "add a batch axis with stack[None] for a single stack, and repeat a grey channel to RGB."
+        )
+    b, s, h, w, _ = shape
+    if s < 2:
+        raise ValueError(f"a focal stack needs at least 2 slices (S ≥ 2), got S={s}.")
+    if h < 1 or w < 1 or b < 1:
+        raise ValueError(f"stack has an empty axis: shape {shape}.")
+    focus_shape = tuple(focus_BS.shape)
+    if focus_shape != (b, s):
+        raise ValueError(
+            f"focus positions must have shape (B, S) = ({b}, {s}), one per slice of each stack, got {focus_shape}; "
+            "broadcast a shared (S,) vector with jnp.broadcast_to(focus, (B, S))."
+        )
+    if not jnp.issubdtype(stack_BSHWC.dtype, jnp.floating):
+        raise ValueError(f"stack must be float images in [0, 1], got dtype {stack_BSHWC.dtype}; divide uint8 by 255.")
+    if not jnp.issubdtype(focus_BS.dtype, jnp.floating):
+        raise ValueError(f"focus positions must be floats, got dtype {focus_BS.dtype}; cast with .astype(float32).")
+    return b, s, h, w
+
+
+def sorted_by_focus(stack_BSHWC: jax.Array, focus_BS: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """The stack and focus positions reordered per example so that f_1 < … < f_S (stable sort)."""
+    order = jnp.argsort(focus_BS, axis=1, stable=True)
+    focus = jnp.take_along_axis(focus_BS, order, axis=1)
+    stack = jnp.take_along_axis(stack_BSHWC, order[:, :, None, None, None], axis=1)
+    return stack, focus
+
+
+def expected_depth(prob_BSHW: jax.Array, focus_BS: jax.Array) -> jax.Array:
+    """D = Σ_n p_n f_n; (B, S, H, W), (B, S) → (B, H, W) in the unit of the focus positions."""
+    return jnp.einsum("bshw,bs->bhw", prob_BSHW, focus_BS)
+
+
+def depth_uncertainty(prob_BSHW: jax.Array, focus_BS: jax.Array, depth_BHW: jax.Array) -> jax.Array:
+    """σ = sqrt(Σ_n p_n (D − f_n)²); (B, H, W) in the unit of the focus positions.
+
+    The square root is guarded so that σ = 0 (a one-hot p) has a zero, not an infinite, gradient.
+    """
+    variance = jnp.sum(prob_BSHW * jnp.square(depth_BHW[:, None] - focus_BS[:, :, None, None]), axis=1)
+    positive = variance > 0
+    return jnp.where(positive, jnp.sqrt(jnp.where(positive, variance, 1.0)), 0.0)
+
+
+class DualFocusNet(nn.Module):
+    """The DualFocus network; all sizes and variants come from `config` (see `config.py`).
+
+    Call: `model.apply(params, stack_BSHWC, focus_BS, train=...)` with
+      stack_BSHWC: (B, S, H, W, 3) float images in [0, 1], S ≥ 2, any H, W, slices in any order.
+      focus_BS: (B, S) focus position of each slice, any unit, any order (sorted with the slices inside).
+      train: True skips the inference-time unimodal projection (the training penalty L_fv needs the raw p).
+
+    Returns a dict (slice axes in ascending focus order):
+      depth: (B, H, W) Σ_n p_n f_n, in the unit of the focus positions.
+      uncertainty: (B, H, W) sqrt(Σ_n p_n (depth − f_n)²), same unit.
+      prob: (B, S, H, W) focus probabilities of the finest level (unimodal-projected at inference if the
+        config asks for it).
+      all_in_focus: (B, H, W, 3) Σ_n p_n I_n.
+      depth_levels: list of 4 (B, H, W) depths of the deep-supervision levels at input resolution, finest
+        first (unprojected, for L_depth).
+      focus_positions: (B, S) the sorted focus positions, the order of every slice axis above.
+      surface_gradients (spatial variants only): (B, S, h, w, 2) θ output on the padded grid at
+        1/solver_stride, x (along W) then y (along H) unit-free gradient per solver pixel, for L_sv.
+    """
+
+    config: DualFocusConfig
+
+    @nn.compact
+    def __call__(self, stack_BSHWC: jax.Array, focus_BS: jax.Array, *, train: bool) -> dict:
+        cfg = self.config
+        b, s, h, w = validate_inputs(stack_BSHWC, focus_BS)
+        stack, focus = sorted_by_focus(stack_BSHWC.astype(jnp.float32), focus_BS.astype(jnp.float32))
+
+        pads = padding_to_multiple(h, w, PAD_MULTIPLE)
+        padded = pad_spatial(stack, pads, spatial_axes=(2, 3), mode=cfg.pad_mode)
+        hp, wp = padded.shape[2], padded.shape[3]
+        images = trunk_input_from_images(padded.reshape(b * s, hp, wp, 3))
+
+        features = FocalStackEncoder(cfg.stem_width, cfg.encoder_widths, cfg.encoder_blocks, cfg.volume_channels,
+                                     cfg.pyramid_pool_grids, cfg.norm_groups, name="encoder")(images, s)
+        volumes = [enhanced_focal_volume(f.reshape(b, s, *f.shape[1:]), cfg.volume_mode) for f in features]
+
+        outputs = {}
+        if cfg.use_spatial:
+            level = cfg.surface_level
+            spatial = SpatialBranch(cfg, name="spatial_branch")(volumes[0], volumes[level])
+            volumes[level] = jnp.concatenate([volumes[level], spatial["surfaces"]], axis=-1)
+            outputs["surface_gradients"] = spatial["surface_gradients"]
+
+        costs = FocalDecoder(cfg.decoder_channels, cfg.norm_groups, cfg.conv3d_impl, name="decoder")(tuple(volumes))
+        # Costs are upsampled as logits (before the softmax), as DFV does, then cropped to the input.
+        logits_levels = [
+            crop_spatial(resize_bilinear_hw(cost, hp, wp, channel_last=False), pads, spatial_axes=(2, 3))
+            for cost in reversed(costs)
+        ]
+        prob_levels = [jax.nn.softmax(logits, axis=1) for logits in logits_levels]
+        depth_levels = [expected_depth(prob, focus) for prob in prob_levels]
+
+        prob = prob_levels[0]
+        if not train and cfg.project_unimodal_at_inference:
+            prob = project_unimodal(prob, axis=1)
+        depth = expected_depth(prob, focus)
+        outputs.update(
+            depth=depth,
+            uncertainty=depth_uncertainty(prob, focus, depth),
+            prob=prob,
+            all_in_focus=jnp.einsum("bshw,bshwc->bhwc", prob, stack),
+            depth_levels=depth_levels,
+            focus_positions=focus,
+        )
+        return outputs
+
+
+def initial_params(config: DualFocusConfig, rng: jax.Array) -> dict:
+    """Freshly initialised variables ({'params': ...}) of `DualFocusNet(config)`.
+
+    The parameters do not depend on the input size or the number of slices, so a minimal 2-slice 32×32
+    stack traces the model; the jitted init is compiled unoptimised (see `compile_options.py`), which keeps
+    it to seconds on a CPU instead of tens of seconds.
+    """
+    model = DualFocusNet(config)
+    stack = jnp.zeros((1, 2, 32, 32, 3), jnp.float32)
+    focus = jnp.asarray([[0.0, 1.0]], jnp.float32)
+    init = jax.jit(lambda key: model.init(key, stack, focus, train=True), compiler_options=FAST_COMPILE_OPTIONS)
+    return init(rng)
+
+
+def abstract_params(config: DualFocusConfig, num_slices: int = 5, height: int = 64, width: int = 64):
+    """Parameter shapes of `DualFocusNet(config)` without computing anything (`jax.eval_shape` of init)."""
+    model = DualFocusNet(config)
+    stack = jax.ShapeDtypeStruct((1, num_slices, height, width, 3), jnp.float32)
+    focus = jax.ShapeDtypeStruct((1, num_slices), jnp.float32)
+    return jax.eval_shape(lambda rng, x, f: model.init(rng, x, f, train=True), jax.random.key(0), stack, focus)
+
+
+def parameter_count(params) -> int:
+    """Total number of scalars in a parameter tree (arrays or ShapeDtypeStructs)."""
+    return int(sum(int(jnp.size(leaf)) if hasattr(leaf, "size") else 0 for leaf in jax.tree.leaves(params)))
