@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench clean-venv
+.PHONY: demo train-demo test bench clean-venv
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -15,6 +15,10 @@ $(STAMP): requirements.txt pyproject.toml
 
 demo: $(STAMP)
 	$(PY) -m experiments.demo --out runs/demo
+	$(PY) -m experiments.train --config configs/demo.py --workdir runs/train_demo
+
+train-demo: $(STAMP)
+	$(PY) -m experiments.train --config configs/demo.py --workdir runs/train_demo
 
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2 tests

@@ -1,0 +1,131 @@
+"""Benchmark of DualFocusNet inference: parameters, compile time, forward time and peak memory.
+
+    .venv/bin/python -m benchmarks.bench_model            # paper and small, 5×256×256 and 10×384×576
+    .venv/bin/python -m benchmarks.bench_model --quick    # small only, one tiny stack (a smoke run)
+
+Each case runs in a fresh subprocess so that its peak resident memory (`ru_maxrss`, which includes the
+Python runtime, XLA's compilation and the parameters) belongs to that case alone. Forward time is the median
+of several jitted `train=False` calls at B=1 after `block_until_ready`, the first (compiling) call excluded.
+The reference is the PyTorch DFV implementation (19.5M parameters) on a comparable 2-core CPU: about 0.8 s
+for 5×256×256 and 3.8 s for 10×384×576 per forward pass; the table prints ours/reference for `paper`
+with both constraints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+
+REFERENCE_DFV_SECONDS = {(5, 256, 256): 0.8, (10, 384, 576): 3.8}
+FULL_SHAPES = [(5, 256, 256), (10, 384, 576)]
+QUICK_SHAPES = [(3, 64, 64)]
+VARIANTS = ["dualfocus", "no_spatial", "no_focal", "dfv"]
+
+
+def run_case(size: str, variant: str, slices: int, height: int, width: int, repeats: int) -> dict:
+    """Measures one case in this process; returns a JSON-serialisable dict."""
+    import resource
+    import time
+
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from dualfocus_jax.model import DualFocusNet, initial_params, model_config, parameter_count
+
+    config = model_config(size, variant)
+    model = DualFocusNet(config)
+    params = initial_params(config, jax.random.key(0))
+    rng = np.random.default_rng(0)
+    stack = jnp.asarray(rng.random((1, slices, height, width, 3), dtype=np.float32))
+    focus = jnp.asarray(np.linspace(0.1, 1.5, slices, dtype=np.float32)[None])
+    forward = jax.jit(lambda p, x, f: model.apply(p, x, f, train=False))
+
+    start = time.perf_counter()
+    compiled = forward.lower(params, stack, focus).compile()
+    compile_s = time.perf_counter() - start
+    jax.block_until_ready(compiled(params, stack, focus))  # warm-up: first-run allocations
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(compiled(params, stack, focus))
+        times.append(time.perf_counter() - start)
+    return dict(
+        size=size, variant=variant, shape=[slices, height, width], params=parameter_count(params),
+        compile_s=compile_s, forward_s=float(np.median(times)), forward_min_s=float(np.min(times)),
+        peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+    )
+
+
+def _case_in_subprocess(size, variant, shape, repeats) -> dict:
+    command = [sys.executable, "-m", "benchmarks.bench_model", "--case", size, variant,
+               *(str(n) for n in shape), "--repeats", str(repeats)]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"case {size}/{variant}/{shape} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _machine() -> str:
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{model}, {os.cpu_count()} logical CPUs, {platform.system()} {platform.release()}"
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small size, one tiny stack")
+    parser.add_argument("--repeats", type=int, default=None, help="timed forward passes per case")
+    parser.add_argument("--case", nargs=5, metavar=("SIZE", "VARIANT", "S", "H", "W"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.case:
+        size, variant, *shape = args.case
+        print(json.dumps(run_case(size, variant, *(int(n) for n in shape), repeats=args.repeats or 5)))
+        return
+
+    import jax
+
+    sizes = ["small"] if args.quick else ["paper", "small"]
+    shapes = QUICK_SHAPES if args.quick else FULL_SHAPES
+    variants = ["dualfocus", "dfv"] if args.quick else VARIANTS
+    repeats = args.repeats or (2 if args.quick else 5)
+    print(f"# bench_model — {_machine()}")
+    print(f"# jax {jax.__version__}, backend {jax.default_backend()}, "
+          f"{datetime.datetime.now().astimezone().isoformat(timespec='seconds')}")
+    print(f"# load average at start: {os.getloadavg()[0]:.2f} (other processes share these cores)")
+    print(f"# B=1, jitted train=False forward, median of {repeats} runs after a warm-up; peak RSS per case "
+          "measured in a fresh subprocess (ru_maxrss: runtime + compilation + parameters + activations)")
+    print()
+    print("| size | variant | S×H×W | params | compile (s) | forward (s) | peak RSS (MiB) | ours / DFV ref |")
+    print("|---|---|---|---:|---:|---:|---:|---:|")
+    for size in sizes:
+        for shape in shapes:
+            for variant in variants:
+                result = _case_in_subprocess(size, variant, shape, repeats)
+                reference = REFERENCE_DFV_SECONDS.get(tuple(shape))
+                ratio = (f"{result['forward_s'] / reference:.2f}"
+                         if reference and size == "paper" and variant == "dualfocus" else "")
+                print(f"| {size} | {variant} | {'×'.join(map(str, shape))} | {result['params'] / 1e6:.2f}M | "
+                      f"{result['compile_s']:.1f} | {result['forward_s']:.3f} | {result['peak_rss_mib']:.0f} | "
+                      f"{ratio} |", flush=True)
+    print()
+    print(f"load average at end: {os.getloadavg()[0]:.2f}")
+    if not args.quick:
+        print("Reference: PyTorch DFV (19.5M parameters), 2-core CPU: 0.8 s (5×256×256), 3.8 s (10×384×576).")
+
+
+if __name__ == "__main__":
+    main()

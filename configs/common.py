@@ -1,0 +1,129 @@
+"""The shared shape of every experiment config, and the `runlocal` shrinker.
+
+A config file defines `get_config(arg=None)` and builds on `base_config()`. The argument is a comma-separated
+list like big_vision's: `configs/fod500.py:runlocal` shrinks the run to a smoke test (a few steps on tiny
+crops, a couple of evaluation examples), `configs/fod500.py:variant=no_spatial` picks an ablation variant;
+both combine (`:runlocal,variant=dfv`). Every field exists up front, so `--config.optimizer.lr=3e-4`
+overrides it and a misspelt field fails (the launcher locks the config).
+
+Units: depth and focus positions in each dataset's unit (metres; disparity for DDFF-12); crop sizes in
+pixels; steps are optimizer updates; batch sizes are global (over all devices and processes).
+"""
+
+from __future__ import annotations
+
+import ml_collections
+from ml_collections.config_dict import placeholder
+
+ConfigDict = ml_collections.ConfigDict
+
+
+def parse_arg(arg: str | None, **defaults):
+    """`"runlocal,variant=dfv"` → ConfigDict(runlocal=True, variant="dfv", ...) typed by `defaults`; an
+    unknown key raises ValueError listing the known ones."""
+    values = dict(defaults)
+    for item in [part.strip() for part in (arg or "").split(",") if part.strip()]:
+        key, _, text = item.partition("=")
+        if key not in defaults:
+            raise ValueError(f"unknown config argument {key!r}; known: {sorted(defaults)}.")
+        default = defaults[key]
+        if isinstance(default, bool):
+            values[key] = text.lower() in ("", "1", "true", "yes")
+        elif isinstance(default, int):
+            values[key] = int(text)
+        elif isinstance(default, float):
+            values[key] = float(text)
+        else:
+            values[key] = text
+    return ConfigDict(values)
+
+
+def train_source(dataset: str, split: str, *, builder_config: str = "", weight: float = 1.0,
+                 depth_scale: float = 1.0, slice_sampling: str = "all", min_valid_fraction: float = 0.0):
+    """One training source of `input.sources` (slice_sampling: all | random_sorted | linspace)."""
+    return ConfigDict(dict(dataset=dataset, split=split, builder_config=builder_config, weight=weight,
+                           depth_scale=depth_scale, slice_sampling=slice_sampling,
+                           min_valid_fraction=min_valid_fraction))
+
+
+def eval_split(dataset: str, split: str, protocol: str, *, builder_config: str = "", num_slices: int = 5,
+               batch_size: int = 4, max_examples: int = 0, depth_scale: float = 1.0, num_panels: int = 4,
+               compare_classical: bool = False, compare_untrained: bool = False):
+    """One evaluation (protocol: a key of `dualfocus_jax.training.eval_protocols.PROTOCOLS`).
+
+    slice_sampling "" uses the protocol's; max_examples 0 = the whole split; depth_scale as in training;
+    compare_classical / compare_untrained add the classical baseline / the untrained network (same seed) as
+    rows of the same report.
+    """
+    return ConfigDict(dict(dataset=dataset, split=split, builder_config=builder_config, protocol=protocol,
+                           num_slices=num_slices, slice_sampling="", batch_size=batch_size,
+                           max_examples=max_examples, depth_scale=depth_scale, num_panels=num_panels,
+                           compare_classical=compare_classical, compare_untrained=compare_untrained))
+
+
+def base_config():
+    """Every field of an experiment, with neutral defaults; recipes override what they need."""
+    config = ConfigDict()
+    config.seed = 0
+    # Model: size and variant pick `model_config(size, variant)`; the other fields override it when set
+    # (typed placeholders: unset = the size/variant default, and still overridable from the command line).
+    config.model = ConfigDict(dict(
+        size="small", variant="dualfocus", lambda_sv=placeholder(float), lambda_fv=placeholder(float),
+        tau_rel=placeholder(float), smooth_l1_beta=placeholder(float), solver=placeholder(str),
+        solver_stride=placeholder(int), pad_mode=placeholder(str), conv3d_impl=placeholder(str)))
+    config.input = ConfigDict(dict(
+        data_dir="",            # TFDS data_dir; "" = $TFDS_DATA_DIR or ~/tensorflow_datasets
+        prepare_if_missing=False,  # prepare datasets that need no manual files on first use
+        batch_size=8,           # global
+        crop_size=(224, 224),   # (h, w); (0, 0) = full images (all the same size)
+        num_slices=5,
+        max_crop_tries=10,
+        flip_horizontal=True,
+        flip_vertical=True,
+        num_threads=2,          # grain reader threads per process
+        prefetch=8,             # batches read ahead
+    ))
+    config.input.sources = ConfigDict()
+    config.optimizer = ConfigDict(dict(name="adam", lr=1e-4, betas=(0.9, 0.999), weight_decay=0.0,
+                                       grad_clip_norm=0.5, schedule="constant", warmup_steps=0,
+                                       final_lr_fraction=0.0))
+    # fast_compile: skip XLA's expensive CPU optimisations (compiles in seconds, runs slower; smoke runs).
+    config.train = ConfigDict(dict(total_steps=1000, log_every_steps=50, validate_every_steps=500,
+                                   fast_compile=False))
+    config.checkpoint = ConfigDict(dict(every_steps=500, keep_latest=2, keep_best=1, best_metric="rmse",
+                                        best_mode="min", async_save=True))
+    # Validation during training (model selection); dataset "" disables it (then only the latest are kept).
+    config.validation = eval_split("", "", "synthetic_focal", num_panels=0)
+    config.evals = ConfigDict()
+    # Persistent XLA compilation cache ("" = off): restarts and repeated runs skip recompiling.
+    config.compilation_cache_dir = ""
+    return config
+
+
+def apply_runlocal(config, *, steps: int = 4, crop: int = 32, slices: int = 3, batch: int = 2):
+    """Shrinks `config` in place to a smoke run: `steps` updates on `crop`×`crop` crops of `slices` slices,
+    global batch `batch`, the small model compiled for speed of compiling, two examples per evaluation,
+    a checkpoint and a validation halfway and at the end."""
+    config.model.size = "small"
+    config.input.batch_size = batch
+    config.input.crop_size = (crop, crop)
+    config.input.num_slices = slices
+    config.input.num_threads = 1
+    config.input.prefetch = 2
+    for source in config.input.sources.values():
+        if source.slice_sampling == "all":
+            source.slice_sampling = "linspace"
+        source.min_valid_fraction = min(source.min_valid_fraction, 0.5)
+    config.train.total_steps = steps
+    config.train.fast_compile = True
+    config.train.log_every_steps = 1
+    config.train.validate_every_steps = max(steps // 2, 1)
+    config.checkpoint.every_steps = max(steps // 2, 1)
+    for evaluation in [config.validation, *config.evals.values()]:
+        evaluation.num_slices = slices
+        evaluation.slice_sampling = "linspace"
+        evaluation.batch_size = batch
+        evaluation.max_examples = 2
+        evaluation.num_panels = min(evaluation.num_panels, 1)
+        evaluation.compare_classical = False
+    return config

@@ -1,0 +1,154 @@
+"""Per-example training augmentation and evaluation preparation of focal-stack examples (NumPy, host side).
+
+Examples follow `dualfocus_jax.data_features` (stack uint8 (S, H, W, 3) sorted by focus, focus_positions
+(S,), depth (H, W) and valid (H, W)). Both functions return the model's input layout for one example:
+
+    stack    float32 (S', h, w, 3) in [0, 1]  (the model applies the ImageNet mean/std itself, so the input
+                                               pipeline only maps uint8 to [0, 1]: one normalisation, one place)
+    focus    float32 (S',)                    focus positions × depth_scale, ascending
+    depth    float32 (h, w)                   ground truth × depth_scale, same unit as focus
+    valid    bool    (h, w)
+
+Training recipes (METHOD.md "Training recipes", DFV): random crops that keep at least `min_valid_fraction`
+valid ground truth (DDFF-12 accepts a crop with ≥ 80 % valid pixels), random horizontal and vertical flips,
+and a random subset of the slices kept in focus order (DDFF-12: 5 of 10) or evenly spaced slices
+(linspace(0, S − 1, S'), DDFF-12 at test time). Every random choice comes from the generator passed in, so
+grain's `random_map` makes the pipeline deterministic for a seed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from dualfocus_jax import data_features as F
+
+SLICE_SAMPLINGS = ("all", "random_sorted", "linspace")
+
+
+@dataclasses.dataclass(frozen=True)
+class AugmentSettings:
+    """How one source's examples become training inputs.
+
+    num_slices: S', slices per training stack.
+    slice_sampling: "all" (the source must have exactly S' slices), "random_sorted" (S' of S drawn without
+      replacement, kept in focus order), "linspace" (indices round(linspace(0, S − 1, S'))).
+    crop_hw: (h, w) of the random crop, pixels; (0, 0) keeps the full image.
+    min_valid_fraction: a crop is accepted when at least this share of its pixels has ground truth.
+    max_crop_tries: candidate crops drawn before falling back to the candidate with the most valid pixels.
+    flip_horizontal, flip_vertical: flip with probability 1/2 each.
+    depth_scale: factor on depth and focus positions (DFV scales FoD500 by 0.2 when training with DDFF-12).
+    """
+
+    num_slices: int
+    slice_sampling: str = "all"
+    crop_hw: tuple[int, int] = (0, 0)
+    min_valid_fraction: float = 0.0
+    max_crop_tries: int = 10
+    flip_horizontal: bool = True
+    flip_vertical: bool = True
+    depth_scale: float = 1.0
+
+    def __post_init__(self):
+        if self.slice_sampling not in SLICE_SAMPLINGS:
+            raise ValueError(f"slice_sampling must be one of {SLICE_SAMPLINGS}, got {self.slice_sampling!r}.")
+        if self.num_slices < 2:
+            raise ValueError(f"num_slices must be ≥ 2 (a focal stack), got {self.num_slices}.")
+        if len(self.crop_hw) != 2 or min(self.crop_hw) < 0:
+            raise ValueError(f"crop_hw must be (height, width) ≥ 0 (0, 0 = no crop), got {self.crop_hw}.")
+        if not 0.0 <= self.min_valid_fraction <= 1.0:
+            raise ValueError(f"min_valid_fraction must lie in [0, 1], got {self.min_valid_fraction}.")
+        if self.max_crop_tries < 1:
+            raise ValueError(f"max_crop_tries must be ≥ 1, got {self.max_crop_tries}.")
+        if not self.depth_scale > 0:
+            raise ValueError(f"depth_scale must be > 0, got {self.depth_scale}.")
+
+
+def slice_indices(num_available: int, num_slices: int, sampling: str,
+                  rng: np.random.Generator | None = None) -> np.ndarray:
+    """Indices (S',) int into a sorted stack of `num_available` slices, ascending (focus order kept)."""
+    if num_slices > num_available:
+        raise ValueError(f"asked for {num_slices} slices but the stack has {num_available}; lower num_slices.")
+    if sampling == "all":
+        if num_slices != num_available:
+            raise ValueError(f"slice_sampling='all' needs stacks of exactly {num_slices} slices, got "
+                             f"{num_available}; use 'random_sorted' or 'linspace' to pick a subset.")
+        return np.arange(num_available)
+    if sampling == "linspace":
+        return np.round(np.linspace(0, num_available - 1, num_slices)).astype(np.int64)
+    if sampling == "random_sorted":
+        if rng is None:
+            raise ValueError("slice_sampling='random_sorted' needs a random generator (training only).")
+        return np.sort(rng.choice(num_available, size=num_slices, replace=False))
+    raise ValueError(f"slice_sampling must be one of {SLICE_SAMPLINGS}, got {sampling!r}.")
+
+
+def crop_corner_with_valid_share(valid_HW: np.ndarray, crop_hw: tuple[int, int], min_valid_fraction: float,
+                                 max_tries: int, rng: np.random.Generator) -> tuple[int, int]:
+    """(top, left) of a random crop whose share of valid pixels is ≥ min_valid_fraction.
+
+    Draws up to `max_tries` uniform corners and returns the first that qualifies; if none does, the
+    candidate with the most valid pixels (so a hard example still trains, on its best region). The valid
+    share of every candidate comes from a summed-area table, O(1) per candidate.
+    """
+    height, width = valid_HW.shape
+    crop_h, crop_w = crop_hw
+    if crop_h > height or crop_w > width:
+        raise ValueError(f"crop {crop_hw} is larger than the image ({height}, {width}); lower input.crop_size.")
+    table = np.zeros((height + 1, width + 1), np.int64)
+    table[1:, 1:] = np.cumsum(np.cumsum(valid_HW.astype(np.int64), axis=0), axis=1)
+    best, best_count = (0, 0), -1
+    for _ in range(max_tries):
+        top = int(rng.integers(0, height - crop_h + 1))
+        left = int(rng.integers(0, width - crop_w + 1))
+        count = (table[top + crop_h, left + crop_w] - table[top, left + crop_w]
+                 - table[top + crop_h, left] + table[top, left])
+        if count >= min_valid_fraction * crop_h * crop_w:
+            return top, left
+        if count > best_count:
+            best, best_count = (top, left), count
+    return best
+
+
+def training_example(example: dict, rng: np.random.Generator, settings: AugmentSettings) -> dict:
+    """One augmented training input (layout in the module docstring) from one dataset example."""
+    stack = np.asarray(example[F.STACK])
+    focus = np.asarray(example[F.FOCUS_POSITIONS], np.float32)
+    depth = np.asarray(example[F.DEPTH], np.float32)
+    valid = np.asarray(example[F.VALID], bool)
+    indices = slice_indices(stack.shape[0], settings.num_slices, settings.slice_sampling, rng)
+    stack, focus = stack[indices], focus[indices]
+
+    crop_h, crop_w = settings.crop_hw
+    if crop_h and crop_w:
+        top, left = crop_corner_with_valid_share(valid, (crop_h, crop_w), settings.min_valid_fraction,
+                                                 settings.max_crop_tries, rng)
+        rows, cols = slice(top, top + crop_h), slice(left, left + crop_w)
+        stack, depth, valid = stack[:, rows, cols], depth[rows, cols], valid[rows, cols]
+    # Flips keep every slice aligned with the depth map: they act on H or W of all arrays alike.
+    if settings.flip_horizontal and rng.random() < 0.5:
+        stack, depth, valid = stack[:, :, ::-1], depth[:, ::-1], valid[:, ::-1]
+    if settings.flip_vertical and rng.random() < 0.5:
+        stack, depth, valid = stack[:, ::-1], depth[::-1], valid[::-1]
+    return model_input(stack, focus, depth, valid, settings.depth_scale)
+
+
+def evaluation_example(example: dict, num_slices: int, slice_sampling: str, depth_scale: float = 1.0) -> dict:
+    """The full-size, unaugmented model input of one example (slices by `slice_indices`, no randomness)."""
+    stack = np.asarray(example[F.STACK])
+    indices = slice_indices(stack.shape[0], num_slices, slice_sampling)
+    return model_input(stack[indices], np.asarray(example[F.FOCUS_POSITIONS], np.float32)[indices],
+                       np.asarray(example[F.DEPTH], np.float32), np.asarray(example[F.VALID], bool), depth_scale)
+
+
+def model_input(stack_SHWC_u8, focus_S, depth_HW, valid_HW, depth_scale: float) -> dict:
+    """uint8 stack → float32 [0, 1]; depth and focus × depth_scale; contiguous copies (flips are views)."""
+    if stack_SHWC_u8.dtype != np.uint8:
+        raise ValueError(f"dataset stacks must be uint8 (data_features layout), got {stack_SHWC_u8.dtype}.")
+    return {
+        "stack": np.ascontiguousarray(stack_SHWC_u8, np.float32) / np.float32(255.0),
+        "focus": (np.asarray(focus_S, np.float32) * np.float32(depth_scale)),
+        "depth": np.ascontiguousarray(depth_HW, np.float32) * np.float32(depth_scale),
+        "valid": np.ascontiguousarray(valid_HW, bool),
+    }

@@ -1,0 +1,167 @@
+"""Evaluation of a trained DualFocusNet (and of the classical baseline) on one split under its protocol.
+
+Every function here is host-driven and per process: each process evaluates the whole split with its own
+copy of the parameters (evaluation is a small fraction of training time for the splits of this project)
+and process 0 writes the reports. Predictions are compared in the dataset's own unit: inputs are scaled by
+the eval config's `depth_scale` (as in training) and predictions divided by it before the metrics.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator, Sequence
+
+import jax
+import numpy as np
+
+from dualfocus_jax.metrics import METRIC_NAMES, average_uncertainty, depth_metrics_per_image
+from dualfocus_jax.model import FAST_COMPILE_OPTIONS, DualFocusConfig, DualFocusNet
+from dualfocus_jax.training.augment import evaluation_example
+from dualfocus_jax.training.eval_protocols import EvalProtocol, clipped_for_metrics, evaluation_mask
+
+REPORTED_METRICS = METRIC_NAMES + ("avg_unc",)
+
+
+@dataclasses.dataclass
+class EvaluatedExample:
+    """One example kept for the panels: the model input (depth, focus in the dataset's unit), the scored
+    mask, and the prediction's depth, uncertainty (H, W) and focus probabilities (S, H, W)."""
+
+    example_id: str
+    stack_SHWC: np.ndarray
+    focus_S: np.ndarray
+    depth_gt_HW: np.ndarray
+    mask_HW: np.ndarray
+    depth_HW: np.ndarray
+    uncertainty_HW: np.ndarray
+    prob_SHW: np.ndarray
+
+
+@dataclasses.dataclass
+class EvaluationResult:
+    """metrics: name → mean over images (REPORTED_METRICS); per_image: name → (N,) values; ids: (N,) example
+    ids; examples: the first few examples with their predictions (for panels)."""
+
+    metrics: dict[str, float]
+    per_image: dict[str, np.ndarray]
+    ids: list[str]
+    examples: list[EvaluatedExample]
+
+
+def prediction_function(model_config: DualFocusConfig, *, fast_compile: bool = False) -> Callable:
+    """A jitted `predict(params, stack_BSHWC, focus_BS) -> {depth, uncertainty, prob}` (inference mode);
+    `fast_compile` as in `train_step.make_train_step`."""
+    model = DualFocusNet(model_config)
+
+    def predict(params, stack, focus):
+        outputs = model.apply(params, stack, focus, train=False)
+        return {key: outputs[key] for key in ("depth", "uncertainty", "prob")}
+
+    return jax.jit(predict, compiler_options=FAST_COMPILE_OPTIONS if fast_compile else None)
+
+
+def evaluation_batches(records: Sequence, eval_config, protocol: EvalProtocol) -> Iterator[tuple[list[str], dict, int]]:
+    """Yields (ids, batch, real) with up to `eval_config.batch_size` consecutive same-shape examples; a
+    short batch is padded by repeating its last example (one compiled shape per image size) and `real` says
+    how many rows are real. Stops after `eval_config.max_examples` examples (0 = all)."""
+    limit = len(records) if int(eval_config.max_examples) <= 0 else min(len(records), int(eval_config.max_examples))
+    batch_size = int(eval_config.batch_size)
+    pending: list[tuple[str, dict]] = []
+
+    def flush():
+        ids = [example_id for example_id, _ in pending]
+        inputs = [example for _, example in pending]
+        real = len(inputs)
+        inputs = inputs + [inputs[-1]] * (batch_size - real)
+        batch = {key: np.stack([example[key] for example in inputs]) for key in inputs[0]}
+        return ids, batch, real
+
+    for index in range(limit):
+        record = records[index]
+        example = evaluation_example(record, int(eval_config.num_slices), protocol.slice_sampling,
+                                     float(eval_config.depth_scale))
+        example_id = record["id"].decode() if isinstance(record["id"], bytes) else str(record["id"])
+        if pending and pending[0][1]["stack"].shape != example["stack"].shape:
+            yield flush()
+            pending = []
+        pending.append((example_id, example))
+        if len(pending) == batch_size:
+            yield flush()
+            pending = []
+    if pending:
+        yield flush()
+
+
+def scored_metrics(protocol: EvalProtocol, depth_BHW, depth_gt_BHW, valid_BHW) -> dict:
+    """Per-image depth metrics (name → (B,) array) of predictions in the dataset's unit, under the protocol."""
+    mask = evaluation_mask(protocol, depth_gt_BHW, valid_BHW)
+    values = depth_metrics_per_image(clipped_for_metrics(protocol, depth_BHW),
+                                     clipped_for_metrics(protocol, depth_gt_BHW), mask)
+    return {name: np.asarray(value) for name, value in values.items()}
+
+
+def mean_over_images(per_image: dict[str, np.ndarray]) -> dict[str, float]:
+    """Mean of each metric over the images that have a value (images without scored pixels give NaN)."""
+    means = {}
+    for name, values in per_image.items():
+        finite = np.asarray(values)[np.isfinite(values)]
+        means[name] = float(finite.mean()) if finite.size else float("nan")
+    return means
+
+
+def evaluate_model(params, model_config: DualFocusConfig, records: Sequence, eval_config, protocol: EvalProtocol,
+                   *, keep_examples: int = 0, progress: Callable[[int, int], None] | None = None,
+                   predict: Callable | None = None) -> EvaluationResult:
+    """Metrics of `params` on `records` under `protocol` (eval_config: num_slices, batch_size, max_examples,
+    depth_scale). `progress(done, total)` is called after every batch."""
+    predict = predict or prediction_function(model_config)
+    scale = float(eval_config.depth_scale)
+    total = len(records) if int(eval_config.max_examples) <= 0 else min(len(records), int(eval_config.max_examples))
+    per_image: dict[str, list] = {}
+    ids: list[str] = []
+    kept: list[EvaluatedExample] = []
+    for batch_ids, batch, real in evaluation_batches(records, eval_config, protocol):
+        outputs = jax.device_get(predict(params, batch["stack"], batch["focus"]))
+        # Back to the dataset's unit: the model saw focus and depth multiplied by depth_scale.
+        depth = outputs["depth"][:real] / scale
+        gt = batch["depth"][:real] / scale
+        focus = batch["focus"][:real] / scale
+        values = scored_metrics(protocol, depth, gt, batch["valid"][:real])
+        # AvgUnc over all pixels (the paper's), of the distribution the depth was taken from.
+        values["avg_unc"] = np.asarray(average_uncertainty(outputs["prob"][:real], focus, depth))
+        for name, value in values.items():
+            per_image.setdefault(name, []).append(value)
+        ids.extend(batch_ids)
+        for row in range(real):
+            if len(kept) < keep_examples:
+                kept.append(EvaluatedExample(
+                    batch_ids[row], batch["stack"][row], focus[row], gt[row],
+                    evaluation_mask(protocol, gt[row:row + 1], batch["valid"][row:row + 1])[0],
+                    depth[row], outputs["uncertainty"][row] / scale, outputs["prob"][row]))
+        if progress is not None:
+            progress(len(ids), total)
+    stacked = {name: np.concatenate(values) for name, values in per_image.items()}
+    return EvaluationResult(mean_over_images(stacked), stacked, ids, kept)
+
+
+def evaluate_classical(records: Sequence, eval_config, protocol: EvalProtocol, **classical_options) -> EvaluationResult:
+    """Metrics of the classical baseline (`estimate_depth_classical`, refined) on the same examples, slices
+    and protocol as `evaluate_model`; focus positions in the dataset's unit."""
+    from dualfocus_jax.classical import estimate_depth_classical
+
+    per_image: dict[str, list] = {}
+    ids: list[str] = []
+    scale = float(eval_config.depth_scale)
+    for batch_ids, batch, real in evaluation_batches(records, eval_config, protocol):
+        for row in range(real):
+            focus = batch["focus"][row] / scale
+            result = estimate_depth_classical(batch["stack"][row], focus, **classical_options)
+            depth = np.asarray(result.depth_HW)[None]
+            values = scored_metrics(protocol, depth, batch["depth"][row:row + 1] / scale, batch["valid"][row:row + 1])
+            # The baseline's σ map is the same quantity as the network's uncertainty; AvgUnc is its mean.
+            values["avg_unc"] = np.asarray([float(np.mean(result.uncertainty_HW))])
+            for name, value in values.items():
+                per_image.setdefault(name, []).append(value)
+        ids.extend(batch_ids)
+    stacked = {name: np.concatenate(values) for name, values in per_image.items()}
+    return EvaluationResult(mean_over_images(stacked), stacked, ids, [])

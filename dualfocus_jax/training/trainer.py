@@ -1,0 +1,214 @@
+"""The training and evaluation loop: one linear function, read top to bottom (big_vision style).
+
+    train_and_evaluate(config, workdir, mode="train_and_eval")
+
+Sections: setup → mesh → input → model and optimizer → state and resume → update step → loop (guard, log,
+validate, checkpoint) → evaluations. Everything it calls lives in its own module of this package; the
+launcher (`experiments/train.py`) only parses flags and calls this.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+
+import jax
+
+from dualfocus_jax.metrics_report import write_metrics_tables
+from dualfocus_jax.model import DualFocusConfig, parameter_count
+from dualfocus_jax.training import checkpointing, mesh as mesh_lib
+from dualfocus_jax.training.eval_panels import save_example_panel
+from dualfocus_jax.training.eval_protocols import protocol_named
+from dualfocus_jax.training.evaluate import (EvaluationResult, evaluate_classical, evaluate_model,
+                                             prediction_function)
+from dualfocus_jax.training.input_pipeline import open_split, training_iterator
+from dualfocus_jax.training.metric_log import MetricLog
+from dualfocus_jax.training.train_state import initial_train_state, learning_rate_schedule, make_optimizer
+from dualfocus_jax.training.train_step import make_train_step, raise_if_not_finite
+
+MODES = ("train", "eval", "train_and_eval")
+
+
+def model_config_from(model_block) -> DualFocusConfig:
+    """The `DualFocusConfig` of a config's `model` block (fields left at None keep the size/variant default)."""
+    values = {key: value for key, value in model_block.to_dict().items() if value is not None}
+    return DualFocusConfig.from_config_dict(values)
+
+
+def say(message: str) -> None:
+    """Progress output of process 0 (flushed at once, so a person or a parent process sees it live)."""
+    if jax.process_index() == 0:
+        print(message, flush=True)
+
+
+def train_and_evaluate(config, workdir: str, mode: str = "train_and_eval") -> dict:
+    """Trains (resuming from `workdir` if it holds checkpoints) and/or evaluates; returns
+    {"step": final step, "evals": {name: {row: metrics}}}."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}.")
+    workdir = os.path.abspath(workdir)
+    model_config = model_config_from(config.model)  # validates the model block before anything heavy
+    for evaluation in [config.validation, *config.evals.values()]:
+        if evaluation.dataset:
+            protocol_named(evaluation.protocol)
+    total_steps = int(config.train.total_steps)
+    if total_steps < 1:
+        raise ValueError(f"train.total_steps must be ≥ 1, got {total_steps}.")
+    if mode == "eval" and checkpointing.latest_saved_step(workdir) is None:
+        raise ValueError(f"--mode=eval needs a checkpoint in {checkpointing.checkpoint_dir(workdir)}; "
+                         "train first (--mode=train or train_and_eval), or point --workdir at a trained run.")
+
+    # ---------------------------------------------------------------- setup
+    if config.compilation_cache_dir:
+        from jax.experimental.compilation_cache import compilation_cache
+
+        jax.config.update("jax_compilation_cache_dir", os.path.abspath(config.compilation_cache_dir))
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+        compilation_cache.reset_cache()  # takes the new folder even if this process compiled before
+    os.makedirs(workdir, exist_ok=True)
+    is_writer = jax.process_index() == 0
+    metric_log = MetricLog(workdir, enabled=is_writer)
+    say(f"== DualFocus {model_config.size}/{model_config.variant} in {workdir} ({mode})")
+
+    # ---------------------------------------------------------------- mesh
+    mesh = mesh_lib.data_parallel_mesh()
+    mesh_lib.check_global_batch(int(config.input.batch_size), mesh)
+    say(f"== mesh: {mesh.devices.size} devices {dict(mesh.shape)} over {jax.process_count()} process(es); "
+        f"this is process {jax.process_index()} with {jax.local_device_count()} local device(s) "
+        f"({jax.devices()[0].platform})")
+
+    # ---------------------------------------------------------------- input
+    data_iterator = training_iterator(config.input, seed=int(config.seed), process_index=jax.process_index(),
+                                      process_count=jax.process_count())
+
+    # ---------------------------------------------------------------- model and optimizer
+    optimizer = make_optimizer(config.optimizer, total_steps)
+    schedule = learning_rate_schedule(config.optimizer, total_steps)
+    init_rng = jax.random.key(int(config.seed))
+    fresh_state = initial_train_state(model_config, optimizer, init_rng)
+    say(f"== model: {parameter_count(fresh_state.params):,} parameters; optimizer {config.optimizer.name} "
+        f"lr {config.optimizer.lr} ({config.optimizer.schedule}), clip {config.optimizer.grad_clip_norm}")
+
+    # ---------------------------------------------------------------- state and resume
+    state = mesh_lib.replicated_on_mesh(fresh_state, mesh)
+    del fresh_state
+    results: dict = {"evals": {}}
+    with checkpointing.checkpoint_manager(workdir, config.checkpoint) as manager:
+        state, restored_step = checkpointing.restore_latest(manager, state, data_iterator)
+        start_step = int(restored_step or 0)
+        say(f"== {'resumed from checkpoint at step ' + str(start_step) if restored_step else 'starting from step 0'}")
+
+        # ------------------------------------------------------------ update step
+        fast_compile = bool(config.train.fast_compile)
+        train_step = make_train_step(model_config, optimizer, schedule, mesh, fast_compile=fast_compile)
+        predict = prediction_function(model_config, fast_compile=fast_compile)
+
+        # ------------------------------------------------------------ loop
+        last_saved = restored_step
+        if mode != "eval" and start_step < total_steps:
+            say(f"== training steps {start_step + 1}..{total_steps}, global batch {config.input.batch_size}")
+            tick, tick_step = time.perf_counter(), start_step
+            for step in range(start_step + 1, total_steps + 1):
+                batch = mesh_lib.global_batch_array(next(data_iterator), mesh)
+                state, metrics = train_step(state, batch)
+                metrics = {name: float(value) for name, value in jax.device_get(metrics).items()}
+                raise_if_not_finite(metrics, step, last_saved, checkpointing.checkpoint_dir(workdir))
+                if step % int(config.train.log_every_steps) == 0 or step == total_steps:
+                    elapsed = time.perf_counter() - tick
+                    metrics["steps_per_second"] = (step - tick_step) / max(elapsed, 1e-9)
+                    metrics["examples_per_second"] = metrics["steps_per_second"] * int(config.input.batch_size)
+                    tick, tick_step = time.perf_counter(), step
+                    metric_log.write("train", step, metrics)
+                    say(f"step {step}/{total_steps}: " + ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
+                validation = None
+                is_last = step == total_steps
+                if config.validation.dataset and (step % int(config.train.validate_every_steps) == 0 or is_last):
+                    validation = run_evaluation(mesh_lib.host_copy(state.params), model_config, config,
+                                                config.validation, predict=predict).metrics
+                    metric_log.write("validation", step, validation)
+                    say(f"validation at step {step}: " + ", ".join(f"{k}={v:.4g}" for k, v in validation.items()))
+                if checkpointing.save_checkpoint(manager, step, state, data_iterator, metrics=validation,
+                                                 force=is_last):
+                    last_saved = step
+                    say(f"checkpoint at step {step}")
+            manager.wait_until_finished()
+        results["step"] = int(jax.device_get(state.step))
+
+        # ------------------------------------------------------------ evaluations
+        if mode != "train" and len(config.evals):
+            params = mesh_lib.host_copy(state.params)
+            untrained = None
+            for name, evaluation in config.evals.items():
+                rows = {}
+                if evaluation.compare_untrained:
+                    if untrained is None:
+                        untrained = mesh_lib.host_copy(initial_train_state(model_config, optimizer, init_rng).params)
+                    say(f"== eval {name}: untrained network")
+                    rows["untrained network"] = run_evaluation(untrained, model_config, config, evaluation,
+                                                               predict=predict).metrics
+                say(f"== eval {name}: DualFocus at step {results['step']}")
+                outcome = run_evaluation(params, model_config, config, evaluation, predict=predict, report=True)
+                rows[f"dualfocus {model_config.size}/{model_config.variant} (step {results['step']})"] = outcome.metrics
+                if evaluation.compare_classical:
+                    say(f"== eval {name}: classical baseline")
+                    records = eval_records(config, evaluation)
+                    rows["classical (refined)"] = evaluate_classical(
+                        records, evaluation, evaluation_protocol(evaluation)).metrics
+                results["evals"][name] = rows
+                if is_writer:
+                    write_evaluation_report(os.path.join(workdir, "eval", name), name, evaluation, outcome, rows,
+                                            results["step"])
+                metric_log.write(f"eval_{name}", results["step"], outcome.metrics)
+    metric_log.close()
+    return results
+
+
+def evaluation_protocol(evaluation):
+    """The protocol of an eval block, with its slice_sampling override ("" keeps the protocol's)."""
+    protocol = protocol_named(evaluation.protocol)
+    if evaluation.slice_sampling:
+        protocol = dataclasses.replace(protocol, slice_sampling=evaluation.slice_sampling)
+    return protocol
+
+
+def eval_records(config, evaluation):
+    return open_split(evaluation.dataset, evaluation.split, builder_config=evaluation.builder_config,
+                      data_dir=config.input.data_dir, prepare_if_missing=config.input.prepare_if_missing)
+
+
+def run_evaluation(params, model_config: DualFocusConfig, config, evaluation, *, predict=None,
+                   report: bool = False) -> EvaluationResult:
+    """Evaluates host `params` on one eval block; `report` keeps `num_panels` examples and prints progress."""
+    records = eval_records(config, evaluation)
+
+    def progress(done: int, total: int) -> None:
+        if report:
+            say(f"  evaluated {done}/{total}")
+
+    return evaluate_model(params, model_config, records, evaluation, evaluation_protocol(evaluation),
+                          keep_examples=int(evaluation.num_panels) if report else 0, progress=progress,
+                          predict=predict)
+
+
+def write_evaluation_report(folder: str, name: str, evaluation, outcome: EvaluationResult, rows: dict,
+                            step: int) -> list[str]:
+    """metrics.{json,csv,md} (one row per method), per_image.csv and the PNG panels of one evaluation."""
+    os.makedirs(folder, exist_ok=True)
+    extra = {"evaluation": name, "dataset": evaluation.dataset, "split": evaluation.split,
+             "protocol": evaluation.protocol, "step": step, "num_examples": len(outcome.ids)}
+    written = write_metrics_tables(folder, rows, extra=extra)
+    per_image_path = os.path.join(folder, "per_image.csv")
+    names = sorted(outcome.per_image)
+    with open(per_image_path, "w", encoding="utf-8") as handle:
+        handle.write(",".join(["id", *names]) + "\n")
+        for index, example_id in enumerate(outcome.ids):
+            handle.write(",".join([example_id, *(repr(float(outcome.per_image[n][index])) for n in names)]) + "\n")
+    written.append(per_image_path)
+    unit = "disparity" if evaluation.protocol == "ddff12" else "m"
+    for index, example in enumerate(outcome.examples):
+        written.append(save_example_panel(os.path.join(folder, f"panel_{index:02d}.png"), example, unit=unit,
+                                          title=f"{name} {example.example_id} (step {step})"))
+    say(f"== wrote {len(written)} files to {folder}")
+    say("\n" + open(os.path.join(folder, "metrics.md"), encoding="utf-8").read())
+    return written

@@ -1,0 +1,130 @@
+"""Every experiment config loads through the launcher's flag (locked), takes command-line overrides, rejects
+typos, documents its command, hardware and target, and runs one training step (shrunk by `runlocal`)."""
+
+import glob
+import os
+
+import jax
+import numpy as np
+import pytest
+from absl import flags
+from ml_collections import config_flags
+
+from configs.common import parse_arg
+from dualfocus_jax import data_features as F
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RECIPES = ("demo", "fod500", "ddff12", "fod500_ddff12", "nyuv2", "arkitscenes_zero_shot")
+# The paper's numbers (METHOD.md results table) each recipe's docstring must name as its target.
+TARGETS = {"fod500": ("0.015", "0.112", "1.31"), "ddff12": ("4.7e-4", "0.0194", "0.800"),
+           "fod500_ddff12": ("0.112", "0.0194"), "nyuv2": ("0.075", "0.013", "0.999"),
+           "arkitscenes_zero_shot": ("0.28", "0.40")}
+SLICES_OF_DATASET = {"ddff12": 10}
+
+
+def load_with_flags(argv):
+    """Parses argv like the launcher does (config_flags with lock_config=True) and returns the config."""
+    values = flags.FlagValues()
+    # sys_argv tells config_flags which dotted overrides to define (it reads sys.argv by default).
+    config_flags.DEFINE_config_file("config", None, "config", flag_values=values, lock_config=True,
+                                    sys_argv=["train", *argv])
+    values(["train", *argv])
+    return values.config
+
+
+def test_every_config_file_is_tested():
+    files = {os.path.basename(p)[:-3] for p in glob.glob(os.path.join(REPO, "configs", "*.py"))}
+    assert files - {"__init__", "common"} == set(RECIPES)
+
+
+@pytest.mark.parametrize("name", RECIPES)
+def test_config_loads_and_documents_command_hardware_and_target(name):
+    config = load_with_flags([f"--config={REPO}/configs/{name}.py"])
+    module = __import__(f"configs.{name}", fromlist=["get_config"])
+    doc = module.__doc__
+    assert "python -m experiments.train --config configs/" in doc
+    assert "Hardware" in doc
+    for number in TARGETS.get(name, ()):
+        assert number in doc, f"{name}: target {number} missing from the docstring"
+    assert config.input.sources and config.evals
+    assert config.train.total_steps > 4 and not config.train.fast_compile
+
+
+def test_overrides_work_and_typos_fail():
+    config = load_with_flags([f"--config={REPO}/configs/nyuv2.py:runlocal", "--config.optimizer.lr=3e-4",
+                              "--config.model.lambda_sv=0.25", "--config.input.sources.nyuv2.split=train[:10]"])
+    assert config.optimizer.lr == 3e-4 and config.model.lambda_sv == 0.25
+    assert config.input.sources.nyuv2.split == "train[:10]"
+    assert config.train.total_steps == 4 and config.input.crop_size == (32, 32)  # runlocal
+    with pytest.raises(Exception, match="lrr"):
+        load_with_flags([f"--config={REPO}/configs/nyuv2.py", "--config.optimizer.lrr=3e-4"])
+    with pytest.raises(Exception, match="locked|typo|not"):
+        config = load_with_flags([f"--config={REPO}/configs/demo.py"])
+        config.optimizer.momentum = 0.9  # a locked config refuses new fields
+    with pytest.raises(ValueError, match="unknown config argument"):
+        parse_arg("runlocl", runlocal=False)
+
+
+def test_runlocal_arguments_combine():
+    config = load_with_flags([f"--config={REPO}/configs/fod500_ddff12.py:runlocal,variant=no_spatial"])
+    assert config.model.variant == "no_spatial" and config.model.size == "small"
+    assert config.input.num_slices == 3 and all(e.max_examples == 2 for e in config.evals.values())
+    assert config.input.sources.fod500.depth_scale == 0.2
+
+
+def fake_records(dataset: str, count: int = 3, size: int = 40):
+    slices = SLICES_OF_DATASET.get(dataset, 5)
+    rng = np.random.default_rng(0)
+    focus = np.linspace(0.02, 0.28, slices) if dataset == "ddff12" else np.linspace(0.5, 2.0, slices)
+    records = []
+    for _ in range(count):
+        depth = rng.uniform(focus[0], focus[-1], (size, size)).astype(np.float32)
+        records.append({F.STACK: rng.integers(0, 256, (slices, size, size, 3), dtype=np.uint8),
+                        F.FOCUS_POSITIONS: focus.astype(np.float32), F.DEPTH: depth,
+                        F.VALID: np.ones((size, size), bool), F.ID: b"fake"})
+    return records
+
+
+@pytest.fixture(scope="module")
+def shared_compilation_cache(tmp_path_factory):
+    """Configs with the same model and optimizer compile the same program: a persistent cache shares it (also
+    between pytest-xdist workers, whose temporary folders share a parent)."""
+    from jax.experimental.compilation_cache import compilation_cache
+
+    base = tmp_path_factory.getbasetemp()
+    folder = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "config_step_jax_cache"
+    previous = jax.config.jax_compilation_cache_dir
+    jax.config.update("jax_compilation_cache_dir", str(folder))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    compilation_cache.reset_cache()
+    yield
+    jax.config.update("jax_compilation_cache_dir", previous)
+    compilation_cache.reset_cache()
+
+
+@pytest.mark.parametrize("name", RECIPES)
+def test_config_runs_one_training_step(name, shared_compilation_cache):
+    from dualfocus_jax.training import mesh as mesh_lib
+    from dualfocus_jax.training.input_pipeline import training_iterator
+    from dualfocus_jax.training.train_state import initial_train_state, learning_rate_schedule, make_optimizer
+    from dualfocus_jax.training.train_step import make_train_step
+    from dualfocus_jax.training.trainer import model_config_from
+
+    config = load_with_flags([f"--config={REPO}/configs/{name}.py:runlocal"])
+    records = {key: fake_records(source.dataset) for key, source in config.input.sources.items()}
+    iterator = training_iterator(config.input, seed=config.seed, records_by_source=records)
+    model_config = model_config_from(config.model)
+    optimizer = make_optimizer(config.optimizer, config.train.total_steps)
+    mesh = mesh_lib.data_parallel_mesh()
+    state = mesh_lib.replicated_on_mesh(initial_train_state(model_config, optimizer, jax.random.key(0)), mesh)
+    before = mesh_lib.host_copy(state.params)
+    step = make_train_step(model_config, optimizer, learning_rate_schedule(config.optimizer, 4), mesh,
+                           fast_compile=config.train.fast_compile)
+    state, metrics = step(state, mesh_lib.global_batch_array(next(iterator), mesh))
+    metrics = jax.device_get(metrics)
+    assert np.isfinite(metrics["loss_total"]) and metrics["loss_total"] > 0
+    assert int(state.step) == 1
+    after = mesh_lib.host_copy(state.params)
+    changed = [not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(after))]
+    # Adam's first update is lr·sign(g) wherever g ≠ 0, but the warm-up schedules start at lr = 0.
+    assert any(changed) or float(metrics["lr"]) == 0.0
