@@ -43,6 +43,10 @@ def open_split(dataset: str, split: str, *, builder_config: str = "", data_dir: 
     root = default_data_dir(data_dir)
     name = f"{dataset}/{builder_config}" if builder_config else dataset
     try:
+        if not _has_prepared_version(root, name):
+            # Checked here rather than left to TFDS: a version folder without dataset_info.json (an
+            # interrupted or foreign preparation) makes TFDS assume TFRecord and fail with a confusing error.
+            raise FileNotFoundError(f"no prepared version of {name} under {root}")
         return tfds.data_source(name, split=split, data_dir=root, download=False)
     except (FileNotFoundError, AssertionError, ValueError, tfds.core.registered.DatasetNotFoundError) as error:
         missing = _is_missing_dataset(error)
@@ -58,6 +62,14 @@ def open_split(dataset: str, split: str, *, builder_config: str = "", data_dir: 
             f"dataset {name!r} is not prepared under {root}; run `python -m experiments.prepare_data "
             f"--dataset={dataset}{' --config=' + builder_config if builder_config else ''} --data_dir={root}` "
             "(see datasets/<name>/README.md for the files it needs), or set input.data_dir.") from error
+
+
+def _has_prepared_version(root: str, name: str) -> bool:
+    """Whether `root/name/<version>/dataset_info.json` exists for some version."""
+    folder = os.path.join(root, *name.split("/"))
+    if not os.path.isdir(folder):
+        return False
+    return any(os.path.isfile(os.path.join(folder, version, "dataset_info.json")) for version in os.listdir(folder))
 
 
 def _is_missing_dataset(error: Exception) -> bool:
