@@ -1,0 +1,128 @@
+"""Exported model checkpoints: the parameters of one `DualFocusNet` plus the config that built it.
+
+Layout of an exported checkpoint folder (what `dualfocus_jax/pretrained/small_synthetic/` holds):
+
+    model_config.json   every field of the `DualFocusConfig` (`DualFocusConfig.to_dict()`), plus provenance
+    params/             an orbax `StandardCheckpointer` tree of {'params': ...} (float32 NumPy arrays)
+
+Unlike a training workdir (optimizer state, data-iterator position, several steps), this holds only what
+prediction needs, so it stays a few MB and can be committed. Loading checks the parameter shapes against
+the config before anything runs, so a checkpoint of another model or a damaged folder fails with a clear
+message instead of a shape error deep inside Flax.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import jax
+import numpy as np
+
+from dualfocus_jax.model import DualFocusConfig, abstract_params
+
+CONFIG_FILE = "model_config.json"
+PARAMS_DIR = "params"
+# The model shipped with the package (trained by configs/pretrained_small.py).
+DEFAULT_CHECKPOINT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pretrained",
+                                  "small_synthetic")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint folder that cannot be used; the message names the problem and the fix."""
+
+
+def save_exported_checkpoint(folder: str, params: dict, config: DualFocusConfig, *,
+                             provenance: dict | None = None) -> str:
+    """Writes {'params': ...} (float32) and the model config into `folder` (created; an existing export there
+    is replaced).
+
+    Returns the folder. `provenance` (JSON-serialisable, e.g. the training config and step) is stored in
+    model_config.json under "provenance" for people; loading ignores it.
+    """
+    import orbax.checkpoint as ocp
+
+    folder = os.path.abspath(folder)
+    os.makedirs(folder, exist_ok=True)
+    _check_params_match(params, config, folder)
+    host = jax.tree.map(lambda leaf: np.asarray(leaf, np.float32), params)
+    checkpointer = ocp.StandardCheckpointer()
+    checkpointer.save(os.path.join(folder, PARAMS_DIR), host, force=True)  # re-export replaces old params
+    checkpointer.wait_until_finished()  # the save is asynchronous; the folder must be complete on return
+    with open(os.path.join(folder, CONFIG_FILE), "w", encoding="utf-8") as handle:
+        json.dump({"model_config": config.to_dict(), "provenance": provenance or {}}, handle, indent=2, default=str)
+    return folder
+
+
+def load_exported_checkpoint(folder: str | None = None) -> tuple[dict, DualFocusConfig]:
+    """({'params': ...} as NumPy float32, DualFocusConfig) from an exported checkpoint folder.
+
+    `folder` None = the shipped model (`DEFAULT_CHECKPOINT`). Raises CheckpointError when the folder is
+    missing, is not an exported checkpoint, its config is unreadable, its parameters are unreadable or do
+    not have the shapes the config implies (a checkpoint of another model).
+    """
+    folder = os.path.abspath(folder or DEFAULT_CHECKPOINT)
+    config = read_checkpoint_config(folder)
+    params_dir = os.path.join(folder, PARAMS_DIR)
+    if not os.path.isdir(params_dir):
+        raise CheckpointError(f"checkpoint {folder!r} has {CONFIG_FILE} but no {PARAMS_DIR}/ folder of parameters; "
+                              "re-export it with experiments/evaluate_pretrained.py (save_exported_checkpoint).")
+    import orbax.checkpoint as ocp
+
+    checkpointer = ocp.StandardCheckpointer()
+    local = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    try:
+        metadata = checkpointer.metadata(params_dir).item_metadata
+        target = jax.tree.map(lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=local), metadata)
+        restored = checkpointer.restore(params_dir, target)
+    except Exception as error:  # orbax raises many types (ValueError, FileNotFoundError, msgpack, tensorstore)
+        raise CheckpointError(f"cannot read the parameters in {params_dir!r} ({type(error).__name__}: "
+                              f"{str(error)[:200]}); the checkpoint is damaged or not an orbax parameter tree. "
+                              "Re-export it, or pass another --checkpoint.") from None
+    params = jax.tree.map(lambda leaf: np.asarray(leaf, np.float32), restored)
+    _check_params_match(params, config, folder)
+    return params, config
+
+
+def read_checkpoint_config(folder: str) -> DualFocusConfig:
+    """The DualFocusConfig stored in `folder`/model_config.json (CheckpointError if missing or invalid)."""
+    if not os.path.isdir(folder):
+        raise CheckpointError(f"checkpoint folder not found: {folder!r}. Pass the folder of an exported "
+                              f"checkpoint (holding {CONFIG_FILE} and {PARAMS_DIR}/), or leave --checkpoint out "
+                              "for the shipped model.")
+    path = os.path.join(folder, CONFIG_FILE)
+    if not os.path.isfile(path):
+        hint = (" It looks like a training workdir: export it with `python -m experiments.evaluate_pretrained "
+                f"--workdir {folder}`." if os.path.isdir(os.path.join(folder, "checkpoints")) else "")
+        raise CheckpointError(f"{folder!r} is not an exported DualFocus checkpoint: no {CONFIG_FILE}.{hint}")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            stored = json.load(handle)
+        return DualFocusConfig.from_config_dict(stored["model_config"])
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as error:
+        raise CheckpointError(f"{path!r} is not a valid model config ({type(error).__name__}: {str(error)[:200]}); "
+                              "the checkpoint is damaged. Re-export it.") from None
+
+
+def _check_params_match(params, config: DualFocusConfig, folder: str) -> None:
+    """CheckpointError listing the first differences when `params` do not fit `DualFocusNet(config)`."""
+    expected = {jax.tree_util.keystr(path): tuple(leaf.shape)
+                for path, leaf in jax.tree_util.tree_leaves_with_path(abstract_params(config, num_slices=2,
+                                                                                     height=32, width=32))}
+    found = {jax.tree_util.keystr(path): tuple(np.shape(leaf))
+             for path, leaf in jax.tree_util.tree_leaves_with_path(params)}
+    missing = sorted(set(expected) - set(found))
+    extra = sorted(set(found) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(found) if expected[k] != found[k])
+    if missing or extra or wrong:
+        details = []
+        if wrong:
+            details.append("shape mismatches " + ", ".join(f"{k}: {found[k]} vs {expected[k]}" for k in wrong[:3]))
+        if missing:
+            details.append(f"{len(missing)} missing (e.g. {missing[0]})")
+        if extra:
+            details.append(f"{len(extra)} unexpected (e.g. {extra[0]})")
+        raise CheckpointError(
+            f"the parameters in {folder!r} do not belong to the model its config describes "
+            f"({config.size}/{config.variant}): {'; '.join(details)}. The checkpoint comes from another model "
+            "(size or variant) or its model_config.json was edited; use the matching config or another checkpoint.")

@@ -1,0 +1,86 @@
+"""Depth, uncertainty and an all-in-focus image from one focal stack, by the network or the classical method.
+
+Both methods produce per-pixel weights over the slices, and depth is computed from them in the working
+units of `focus_units.py` (distance, or inverse distance for wide focus spans), so the two methods treat
+a user's focus values the same way.
+
+Slice counts: the shipped network was trained on 5 slices, but its encoder is per slice and its decoder is
+3D-convolutional along the slice axis, so any S >= 2 runs unchanged (10 slices: see
+experiments/results/pretrained_small.md for the effect on the rendered motorcycle). Image size: any; the
+model pads to a multiple of 32 internally and crops back. It is compiled once per (S, H, W).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from dualfocus_jax.inference.focus_units import FocusWorkingUnits, depth_from_slice_probabilities, focus_working_units
+from dualfocus_jax.model import DualFocusConfig, DualFocusNet
+
+METHODS = ("network", "classical")
+
+
+@dataclasses.dataclass(frozen=True)
+class DepthPrediction:
+    """depth_HW, uncertainty_HW: float32, in the unit of the focus distances; all_in_focus_HWC in [0, 1];
+    units: how the focus distances were used (see focus_units.py)."""
+
+    depth_HW: np.ndarray
+    uncertainty_HW: np.ndarray
+    all_in_focus_HWC: np.ndarray
+    units: FocusWorkingUnits
+
+
+def predict_depth(images_SHWC: np.ndarray, focus_distances_S: np.ndarray, *, method: str = "network",
+                  params: dict | None = None, config: DualFocusConfig | None = None) -> DepthPrediction:
+    """Depth from a focal stack sorted by ascending focus distance (near to far).
+
+    Args:
+      images_SHWC: (S, H, W, 3) float32 in [0, 1].
+      focus_distances_S: (S,) ascending, > 0, any unit.
+      method: "network" (needs params and config) or "classical" (`estimate_depth_classical`, refined).
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {METHODS}.")
+    images = np.asarray(images_SHWC, np.float32)
+    if images.ndim != 4 or images.shape[-1] != 3 or images.shape[0] != np.size(focus_distances_S):
+        raise ValueError(f"images must be (S, H, W, 3) with S = number of focus distances "
+                         f"({np.size(focus_distances_S)}), got {images.shape}.")
+    units = focus_working_units(focus_distances_S)
+    if method == "network":
+        if params is None or config is None:
+            raise ValueError("method 'network' needs params and config (load_exported_checkpoint()).")
+        prob, aif = _network_probabilities(params, config, jnp.asarray(images))
+        depth, uncertainty = depth_from_slice_probabilities(np.asarray(prob), units)
+        return DepthPrediction(depth, uncertainty, np.clip(np.asarray(aif, np.float32), 0, 1), units)
+    return _classical(images, units)
+
+
+@functools.partial(jax.jit, static_argnums=(1,))
+def _network_probabilities(params, config: DualFocusConfig, images_SHWC):
+    """(p (S, H, W) over the slices in the given order, all-in-focus (H, W, 3))."""
+    s = images_SHWC.shape[0]
+    # Slice indices as focus values: the network only sorts by them (the given order is near to far, the
+    # order it was trained on) and the expectation is redone outside in the working units.
+    order = jnp.arange(s, dtype=jnp.float32)[None]
+    outputs = DualFocusNet(config).apply(params, images_SHWC[None], order, train=False)
+    return outputs["prob"][0], outputs["all_in_focus"][0]
+
+
+def _classical(images_SHWC: np.ndarray, units: FocusWorkingUnits) -> DepthPrediction:
+    from dualfocus_jax.classical import estimate_depth_classical
+
+    result = estimate_depth_classical(jnp.asarray(images_SHWC), jnp.asarray(units.values_S, jnp.float32))
+    depth = np.asarray(result.depth_HW, np.float64)
+    uncertainty = np.asarray(result.uncertainty_HW, np.float64)
+    if units.mode == "inverse distance":
+        # Same first-order conversion as for the network (focus_units.depth_from_slice_probabilities).
+        depth = 1.0 / np.clip(depth, units.values_S.min(), units.values_S.max())
+        uncertainty = uncertainty * depth ** 2
+    aif = np.clip(np.asarray(result.all_in_focus_HWC, np.float32), 0, 1)
+    return DepthPrediction(depth.astype(np.float32), uncertainty.astype(np.float32), aif, units)
