@@ -16,6 +16,7 @@ $(STAMP): requirements.txt pyproject.toml
 demo: $(STAMP)
 	$(PY) -m experiments.demo --out runs/demo
 	$(PY) -m experiments.train --config configs/demo.py --workdir runs/train_demo
+	$(PY) -m dualfocus_jax.predict --stack runs/demo/focal_stack --out runs/predict_demo
 
 train-demo: $(STAMP)
 	$(PY) -m experiments.train --config configs/demo.py --workdir runs/train_demo

@@ -68,8 +68,25 @@ def run_classical_demo(out_dir: str, *, num_slices: int = 10, render_mode: str =
         "focus_positions_m": focus.tolist(), "measure": measure, "downscale": downscale})
     written += _write_pictures(out_dir, stack, focus, depth_gt, valid, results["classical + variational refinement"],
                                results["classical argmax"])
+    written += _write_sample_stack(os.path.join(out_dir, "focal_stack"), stack, focus)
     print(f"[4/4] wrote {len(written)} files", flush=True)
     return DemoReport(metrics=rows, metrics_markdown=table, written_files=written)
+
+
+def _write_sample_stack(folder: str, stack: np.ndarray, focus: np.ndarray, num_slices: int = 5) -> list[str]:
+    """Saves evenly spaced slices as PNGs + focus_distances.txt: a folder the prediction command reads.
+
+    Five slices, because the shipped network was trained on five.
+    """
+    from dualfocus_jax.visualize import save_rgb_png
+
+    os.makedirs(folder, exist_ok=True)
+    picks = np.unique(np.linspace(0, len(focus) - 1, min(num_slices, len(focus))).round().astype(int))
+    written = [save_rgb_png(os.path.join(folder, f"slice_{n + 1}.png"), stack[i]) for n, i in enumerate(picks)]
+    focus_file = os.path.join(folder, "focus_distances.txt")
+    with open(focus_file, "w", encoding="utf-8") as handle:
+        handle.writelines(f"{focus[i]:.4f}\n" for i in picks)
+    return written + [focus_file]
 
 
 def _write_pictures(out_dir, stack, focus, depth_gt, valid, refined, raw) -> list[str]:
