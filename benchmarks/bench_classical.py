@@ -25,23 +25,13 @@ import subprocess
 import sys
 import time
 
+from benchmarks.machine import cpu_model_name
+
 FULL_SLICES = (5, 10)
 FULL_SIZES = (256, 512, 1024)
 QUICK_SLICES = (3,)
 QUICK_SIZES = (64,)
 WORKLOADS = ("render gaussian", "render layered", "classical (no refine)", "classical (refine 300 it)")
-
-
-def _processor_name() -> str:
-    """CPU model from /proc/cpuinfo (platform.processor() is empty on most Linux systems)."""
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _max_rss_mib() -> float:
@@ -147,7 +137,7 @@ def _header(args) -> str:
             "# Classical DFF benchmark",
             "",
             f"- date: {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}",
-            f"- machine: {os.cpu_count()} CPUs, {_processor_name()}, {platform.system()} {platform.release()}; "
+            f"- machine: {os.cpu_count()} CPUs, {cpu_model_name()}, {platform.system()} {platform.release()}; "
             f"load average at start {load}",
             f"- jax {jax.__version__}, backend {jax.default_backend()} ({jax.devices()[0].device_kind})",
             "- renderer: NYUV2_CAMERA (50 mm f/8, 12 µm), kernel 7 (gaussian), 16 layers (layered); pipeline: "

@@ -23,6 +23,8 @@ import platform
 import subprocess
 import sys
 
+from benchmarks.machine import cpu_model_name
+
 REFERENCE_DFV_SECONDS = {(5, 256, 256): 0.8, (10, 384, 576): 3.8}
 FULL_SHAPES = [(5, 256, 256), (10, 384, 576)]
 QUICK_SHAPES = [(3, 64, 64)]
@@ -74,16 +76,7 @@ def _case_in_subprocess(size, variant, shape, repeats) -> dict:
 
 
 def _machine() -> str:
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as info:
-            for line in info:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return f"{model}, {os.cpu_count()} logical CPUs, {platform.system()} {platform.release()}"
+    return f"{cpu_model_name()}, {os.cpu_count()} logical CPUs, {platform.system()} {platform.release()}"
 
 
 def main(argv=None) -> None:

@@ -28,6 +28,8 @@ import scipy.linalg
 
 from dualfocus_jax.variational import integrate_gradients_cg, integrate_gradients_dct
 
+from benchmarks.machine import cpu_model_name
+
 DENSE_MAX_SIDE = 32
 
 
@@ -40,18 +42,6 @@ def dense_difference_matrix(side: int) -> np.ndarray:
     matrix[np.arange(plus.size), plus] = 1.0
     matrix[np.arange(plus.size), minus] = -1.0
     return matrix
-
-
-def cpu_model_name() -> str:
-    """The CPU model from /proc/cpuinfo where there is one (Linux), else platform.processor()."""
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def median_seconds(fn, repeats: int) -> float:
