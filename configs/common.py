@@ -70,7 +70,8 @@ def base_config():
     config.model = ConfigDict(dict(
         size="small", variant="dualfocus", lambda_sv=placeholder(float), lambda_fv=placeholder(float),
         tau_rel=placeholder(float), smooth_l1_beta=placeholder(float), solver=placeholder(str),
-        solver_stride=placeholder(int), pad_mode=placeholder(str), conv3d_impl=placeholder(str)))
+        solver_stride=placeholder(int), pad_mode=placeholder(str), conv3d_impl=placeholder(str),
+        project_unimodal_at_inference=placeholder(bool)))
     config.input = ConfigDict(dict(
         data_dir="",            # TFDS data_dir; "" = $TFDS_DATA_DIR or ~/tensorflow_datasets
         prepare_if_missing=False,  # prepare datasets that need no manual files on first use
