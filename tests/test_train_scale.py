@@ -76,12 +76,17 @@ def runs(tmp_path_factory):
     return root, outputs
 
 
+def assert_same_losses(actual, expected):
+    """Every logged loss of a run equals the single-process run's, step by step."""
+    for name in LOSSES:
+        np.testing.assert_allclose(actual[name], expected[name], rtol=2e-4, atol=1e-6, err_msg=name)
+
+
 def test_four_devices_match_one_device(runs):
     root, outputs = runs
     assert "4 devices {'data': 4} over 1 process(es)" in outputs["four"]
     single, four = train_losses(root / "single"), train_losses(root / "four")
-    for name in LOSSES:
-        np.testing.assert_allclose(four[name], single[name], rtol=2e-4, atol=1e-6, err_msg=name)
+    assert_same_losses(four, single)
     assert not np.allclose(single["loss_total"][0], single["loss_total"][1:])  # the steps really differ
 
 
@@ -89,8 +94,7 @@ def test_two_processes_match_one_process(runs):
     root, outputs = runs
     assert "2 devices {'data': 2} over 2 process(es)" in outputs["two"]
     single, two = train_losses(root / "single"), train_losses(root / "two")
-    for name in LOSSES:
-        np.testing.assert_allclose(two[name], single[name], rtol=2e-4, atol=1e-6, err_msg=name)
+    assert_same_losses(two, single)
     from dualfocus_jax.training.checkpointing import restore_params
 
     params_two, step_two = restore_params(str(root / "two"))
