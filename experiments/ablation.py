@@ -1,0 +1,104 @@
+"""The constraint ablation: the `small` network in its five variants × several seeds, under one training budget.
+
+    python -m experiments.ablation                     # train what is missing, then evaluate and publish
+    python -m experiments.ablation --phase=train       # only the trainings (resumable: re-run to continue)
+    python -m experiments.ablation --phase=report      # only the evaluation + tables of finished runs
+    python -m experiments.ablation --steps=40 --seeds=0 --workdir=/tmp/abl --results=/tmp/abl/results  # smoke
+
+Every run is `python -m experiments.train --config configs/demo.py:variant=V --config.seed=S` with the same
+steps, batch, crops, optimiser and data (synthetic_focal train[:180]); only the variant and the seed change.
+Runs go to <workdir>/<variant>_seed<S>/ and one that reached its last step is not trained again. The report
+phase (experiments/ablation_report.py) scores the final checkpoint of each run on the synthetic_focal test split
+and on the motorcycle scene, over all pixels, depth-edge pixels and fine-texture pixels
+(dualfocus_jax/evaluation_masks.py), beside the classical baseline with and without its refinement, and writes
+<results>/ablation.{md,csv} and a picture of where the constraints change the prediction.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+
+from dualfocus_jax.model.config import VARIANTS
+
+DEFAULT_STEPS = 1200
+
+
+def run_dir(workdir: str, variant: str, seed: int) -> str:
+    return os.path.join(workdir, f"{variant}_seed{seed}")
+
+
+def finished(workdir: str, variant: str, seed: int, steps: int) -> bool:
+    from dualfocus_jax.training.checkpointing import latest_saved_step
+
+    return (latest_saved_step(run_dir(workdir, variant, seed)) or 0) >= steps
+
+
+def train_command(variant: str, seed: int, steps: int, workdir: str) -> list[str]:
+    # The demo recipe with a fixed budget; the trainer's own test report is cut to a few scenes (the report
+    # phase scores every run on the whole split with masks), and validation keeps its default.
+    return [sys.executable, "-m", "experiments.train", f"--config=configs/demo.py:variant={variant}",
+            f"--workdir={run_dir(workdir, variant, seed)}", "--mode=train", f"--config.seed={seed}",
+            f"--config.train.total_steps={steps}", f"--config.train.validate_every_steps={max(steps // 4, 1)}",
+            f"--config.checkpoint.every_steps={max(steps // 4, 1)}"]
+
+
+def train_all(variants, seeds, steps: int, workdir: str) -> None:
+    # Seed-major order: an interrupted sweep still has every variant for the seeds it finished.
+    runs = [(variant, seed) for seed in seeds for variant in variants]
+    for index, (variant, seed) in enumerate(runs, 1):
+        if finished(workdir, variant, seed, steps):
+            print(f"[{index}/{len(runs)}] {variant} seed {seed}: done before, skipped", flush=True)
+            continue
+        log_path = os.path.join(run_dir(workdir, variant, seed) + ".log")
+        os.makedirs(workdir, exist_ok=True)
+        print(f"[{index}/{len(runs)}] training {variant} seed {seed} for {steps} steps (log: {log_path})",
+              flush=True)
+        started = time.perf_counter()
+        with open(log_path, "a", encoding="utf-8") as log:
+            code = subprocess.call(train_command(variant, seed, steps, workdir), stdout=log, stderr=subprocess.STDOUT)
+        if code != 0:
+            raise SystemExit(f"training {variant} seed {seed} failed (exit {code}); see {log_path}. Re-running "
+                             "this command resumes it from its last checkpoint.")
+        print(f"    finished in {time.perf_counter() - started:.0f} s", flush=True)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--phase", choices=["all", "train", "report"], default="all")
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of " + ",".join(VARIANTS))
+    parser.add_argument("--seeds", default="0,1,2", help="comma-separated integer seeds")
+    parser.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="optimizer updates per run")
+    parser.add_argument("--workdir", default=os.path.join("runs", "ablation"))
+    parser.add_argument("--results", default=os.path.join("experiments", "results"))
+    parser.add_argument("--motorcycle_downscale", type=int, default=2)
+    args = parser.parse_args(argv)
+    args.variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    unknown = sorted(set(args.variants) - set(VARIANTS))
+    if unknown:
+        parser.error(f"unknown variants {unknown}; choose from {list(VARIANTS)}.")
+    try:
+        args.seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    except ValueError:
+        parser.error(f"--seeds must be comma-separated integers, got {args.seeds!r}.")
+    if args.steps < 1 or not args.seeds or not args.variants:
+        parser.error("need --steps ≥ 1, at least one seed and one variant.")
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.phase in ("all", "train"):
+        train_all(args.variants, args.seeds, args.steps, args.workdir)
+    if args.phase in ("all", "report"):
+        from experiments.ablation_report import write_report
+
+        write_report(args)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
