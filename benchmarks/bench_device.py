@@ -151,6 +151,8 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="", help="folder for bench_device.md and bench_device.csv")
     parser.add_argument("--commit", default="", help="commit to name in the header (the device copy may lack git)")
     parser.add_argument("--skip_train", action="store_true")
+    parser.add_argument("--skip", type=int, default=0, help="leave out the first N cases of the plan (to finish a "
+                        "run that was cut short)")
     args = parser.parse_args(argv)
 
     import jax
@@ -172,7 +174,7 @@ def main(argv=None) -> int:
 
     cases = [("train", c) for c in (QUICK_TRAIN if args.quick else FULL_TRAIN) if not args.skip_train]
     cases = cases[:1] + [("forward", c) for c in (QUICK_FORWARD if args.quick else FULL_FORWARD)] + cases[1:]
-    for kind, case in cases:
+    for kind, case in cases[args.skip:]:
         try:
             result = (train_case(*case, repeats=args.repeats) if kind == "train"
                       else forward_case(*case, repeats=args.repeats))
