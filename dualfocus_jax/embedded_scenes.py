@@ -62,3 +62,40 @@ def fill_invalid_depth(depth: np.ndarray, valid: np.ndarray) -> np.ndarray:
         raise ValueError("The depth map has no valid pixel to fill from.")
     _, (rows, cols) = ndimage.distance_transform_edt(~valid, return_indices=True)
     return depth[rows, cols].astype(np.float32)
+
+
+@dataclasses.dataclass(frozen=True)
+class RenderedStack:
+    """A focal stack rendered from an RGB-D scene, with what scoring it needs.
+
+    Attributes:
+      stack: (S, H, W, 3) float32 in [0, 1].
+      focus_m: (S,) float32 focus distances, metres, increasing.
+      image: (H, W, 3) the all-in-focus image it was rendered from.
+      depth_m: (H, W) ground-truth depth (0 where invalid).
+      valid: (H, W) bool, pixels with ground truth.
+      scored: (H, W) bool, valid pixels whose depth lies inside the focus range (the DFF convention).
+    """
+
+    stack: np.ndarray
+    focus_m: np.ndarray
+    image: np.ndarray
+    depth_m: np.ndarray
+    valid: np.ndarray
+    scored: np.ndarray
+
+
+def render_motorcycle_stack(num_slices: int, *, downscale: int = 1, mode: str = "layered") -> RenderedStack:
+    """The motorcycle scene as a focal stack: thin lens with the NYUv2 camera, `num_slices` focus distances
+    spread evenly over the valid depth range (the NYUv2 protocol), every `downscale`-th pixel."""
+    import jax.numpy as jnp
+
+    from dualfocus_jax.rendering import NYUV2_CAMERA, render_focal_stack
+
+    scene = motorcycle_scene()
+    image, depth, valid = (a[::downscale, ::downscale] for a in (scene.image, scene.depth_m, scene.valid))
+    focus = np.linspace(depth[valid].min(), depth[valid].max(), num_slices).astype(np.float32)
+    stack = np.asarray(render_focal_stack(jnp.asarray(image), jnp.asarray(fill_invalid_depth(depth, valid)),
+                                          jnp.asarray(focus), NYUV2_CAMERA, mode=mode))
+    scored = valid & (depth >= focus[0]) & (depth <= focus[-1])
+    return RenderedStack(stack=stack, focus_m=focus, image=image, depth_m=depth, valid=valid, scored=scored)

@@ -26,23 +26,17 @@ def run_classical_demo(out_dir: str, *, num_slices: int = 10, render_mode: str =
 
     from dualfocus_jax import metrics as dff_metrics
     from dualfocus_jax.classical import estimate_depth_classical
-    from dualfocus_jax.embedded_scenes import fill_invalid_depth, motorcycle_scene
+    from dualfocus_jax.embedded_scenes import render_motorcycle_stack
     from dualfocus_jax.metrics_report import metrics_markdown, rows_from_arrays, write_metrics_tables
-    from dualfocus_jax.rendering import NYUV2_CAMERA, render_focal_stack
 
     os.makedirs(out_dir, exist_ok=True)
-    scene = motorcycle_scene()
-    image, depth_gt, valid = scene.image, scene.depth_m, scene.valid
-    if downscale > 1:
-        image, depth_gt, valid = (a[::downscale, ::downscale] for a in (image, depth_gt, valid))
-    print(f"[1/4] scene: {scene.name}, {image.shape[1]}x{image.shape[0]} px, depth "
-          f"{depth_gt[valid].min():.2f}-{depth_gt[valid].max():.2f} m, {valid.mean():.0%} valid", flush=True)
-
-    # NYUv2 protocol: focus positions spread evenly over the image's valid depth range.
-    focus = np.linspace(depth_gt[valid].min(), depth_gt[valid].max(), num_slices).astype(np.float32)
     started = time.perf_counter()
-    stack = np.asarray(render_focal_stack(jnp.asarray(image), jnp.asarray(fill_invalid_depth(depth_gt, valid)),
-                                          jnp.asarray(focus), NYUV2_CAMERA, mode=render_mode))
+    # NYUv2 protocol: focus positions spread evenly over the image's valid depth range.
+    rendered = render_motorcycle_stack(num_slices, downscale=downscale, mode=render_mode)
+    stack, focus, image = rendered.stack, rendered.focus_m, rendered.image
+    depth_gt, valid = rendered.depth_m, rendered.valid
+    print(f"[1/4] scene: middlebury_motorcycle, {image.shape[1]}x{image.shape[0]} px, depth "
+          f"{depth_gt[valid].min():.2f}-{depth_gt[valid].max():.2f} m, {valid.mean():.0%} valid", flush=True)
     print(f"[2/4] rendered {num_slices} slices ({render_mode} thin lens, 50 mm f/8, 12 um pixels) at "
           + ", ".join(f"{f:.2f}" for f in focus) + f" m in {time.perf_counter() - started:.1f} s", flush=True)
 
@@ -55,7 +49,7 @@ def run_classical_demo(out_dir: str, *, num_slices: int = 10, render_mode: str =
         print(f"[3/4] {label} ({measure}) in {time.perf_counter() - started:.1f} s", flush=True)
 
     # Score only where the ground truth lies inside the focus range (the DFF convention of L_depth).
-    mask = valid & (depth_gt >= focus[0]) & (depth_gt <= focus[-1])
+    mask = rendered.scored
     rows = {}
     for label, result in results.items():
         values = dff_metrics.depth_metrics(result.depth_HW[None], jnp.asarray(depth_gt)[None],
@@ -64,7 +58,7 @@ def run_classical_demo(out_dir: str, *, num_slices: int = 10, render_mode: str =
     rows = rows_from_arrays(rows)
     table = metrics_markdown(rows)
     written = write_metrics_tables(out_dir, rows, extra={
-        "scene": scene.name, "units": "metres", "num_slices": num_slices, "render_mode": render_mode,
+        "scene": "middlebury_motorcycle", "units": "metres", "num_slices": num_slices, "render_mode": render_mode,
         "focus_positions_m": focus.tolist(), "measure": measure, "downscale": downscale})
     written += _write_pictures(out_dir, stack, focus, depth_gt, valid, results["classical + variational refinement"],
                                results["classical argmax"])

@@ -31,17 +31,12 @@ def motorcycle_rows(params, config, *, num_slices: int, downscale: int) -> dict:
     import jax.numpy as jnp
 
     from dualfocus_jax import metrics as dff_metrics
-    from dualfocus_jax.embedded_scenes import fill_invalid_depth, motorcycle_scene
+    from dualfocus_jax.embedded_scenes import render_motorcycle_stack
     from dualfocus_jax.inference import predict_depth
     from dualfocus_jax.metrics_report import rows_from_arrays
-    from dualfocus_jax.rendering import NYUV2_CAMERA, render_focal_stack
 
-    scene = motorcycle_scene()
-    image, depth_gt, valid = (a[::downscale, ::downscale] for a in (scene.image, scene.depth_m, scene.valid))
-    focus = np.linspace(depth_gt[valid].min(), depth_gt[valid].max(), num_slices).astype(np.float32)
-    stack = np.asarray(render_focal_stack(jnp.asarray(image), jnp.asarray(fill_invalid_depth(depth_gt, valid)),
-                                          jnp.asarray(focus), NYUV2_CAMERA, mode="layered"))
-    mask = valid & (depth_gt >= focus[0]) & (depth_gt <= focus[-1])
+    rendered = render_motorcycle_stack(num_slices, downscale=downscale)
+    stack, focus, depth_gt, mask = rendered.stack, rendered.focus_m, rendered.depth_m, rendered.scored
     rows = {}
     for label, method in ((f"dualfocus small (shipped), {num_slices} slices", "network"),
                           (f"classical + refinement, {num_slices} slices", "classical")):
@@ -51,7 +46,7 @@ def motorcycle_rows(params, config, *, num_slices: int, downscale: int) -> dict:
                                            jnp.asarray(mask)[None])
         rows[label] = dict(values)
         print(f"motorcycle {num_slices} slices, {method}: {time.perf_counter() - started:.1f} s", flush=True)
-    return rows_from_arrays(rows), image.shape[:2], focus
+    return rows_from_arrays(rows), depth_gt.shape, focus
 
 
 def main(argv=None) -> int:
