@@ -1,0 +1,190 @@
+"""The ablation's tables (mean ± spread over seeds) and pictures, from the finished runs of experiments/ablation.py.
+
+Writes into --results: ablation.md (a summary of RMSE by region, then every metric per evaluation set and
+region), ablation.csv (every method × set × region × metric with mean, std, n and the per-seed values) and
+ablation_<set>.png (where the full model and the model without either constraint differ, side by side).
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import os
+import platform
+
+import numpy as np
+
+from experiments.ablation_scoring import (MOTORCYCLE, PREDICTIONS_FILE, REGIONS, SYNTHETIC, classical_predictions,
+                                          motorcycle_set, region_scores, score_run, synthetic_test_set)
+
+METRICS = ("rmse", "mae", "abs_rel", "sq_rel", "log_rmse", "mse", "delta1", "delta2", "delta3", "bump", "avg_unc")
+LOWER_IS_BETTER = {"rmse", "mae", "abs_rel", "sq_rel", "log_rmse", "mse", "bump", "avg_unc"}
+METHOD_LABELS = {
+    "dualfocus": "DualFocus (both constraints)",
+    "no_spatial": "without spatial constraint",
+    "no_focal": "without focal constraint",
+    "dfv": "without both (DFV)",
+    "fv": "FV (plain focus volume)",
+    "classical_raw": "classical, no refinement",
+    "classical_refined": "classical + refinement",
+}
+REGION_LABELS = {"all": "all pixels", "depth_edges": "depth edges", "fine_texture": "fine texture"}
+
+
+def collect_scores(args, eval_sets) -> tuple[dict, dict]:
+    """(method → list of per-seed scores (set → region → metric), set → refined classical depth (N, H, W));
+    the classical methods are deterministic and have one entry each."""
+    from experiments.ablation import finished, run_dir
+
+    collected: dict[str, list] = {}
+    for variant in args.variants:
+        for seed in args.seeds:
+            if not finished(args.workdir, variant, seed, args.steps):
+                print(f"  {variant} seed {seed}: not trained to step {args.steps}, left out", flush=True)
+                continue
+            print(f"  scoring {variant} seed {seed}", flush=True)
+            collected.setdefault(variant, []).append(
+                score_run(run_dir(args.workdir, variant, seed), variant, eval_sets, keep_predictions=seed == args.seeds[0]))
+    refined_depth = {}
+    for name, refine in (("classical_raw", False), ("classical_refined", True)):
+        print(f"  scoring {name}", flush=True)
+        scores = {}
+        for eval_set in eval_sets:
+            depth, sigma = classical_predictions(eval_set, refine)
+            scores[eval_set.name] = region_scores(depth, sigma, eval_set)
+            if refine:
+                refined_depth[eval_set.name] = depth
+        collected[name] = [scores]
+    return collected, refined_depth
+
+
+def summary_statistics(values: list[float]) -> tuple[float, float, int]:
+    finite = np.asarray([v for v in values if np.isfinite(v)], np.float64)
+    if not finite.size:
+        return float("nan"), float("nan"), 0
+    return float(finite.mean()), float(finite.std(ddof=1)) if finite.size > 1 else 0.0, int(finite.size)
+
+
+def _cell(values: list[float], metric: str) -> str:
+    mean, std, n = summary_statistics(values)
+    digits = ".2e" if metric in ("mse", "sq_rel") else ".4f" if metric != "bump" else ".3f"
+    return f"{mean:{digits}}" + (f" ± {std:{digits}}" if n > 1 else "")
+
+
+def markdown_tables(collected: dict, set_names: list[str]) -> list[str]:
+    lines = []
+    for set_name in set_names:
+        for region in REGIONS:
+            pixels = next(iter(collected.values()))[0][set_name][region]["pixels"]
+            lines += [f"### {set_name}: {REGION_LABELS[region]} ({int(pixels)} pixels)", "",
+                      "| method | seeds | " + " | ".join(METRICS) + " |", "|---|---|" + "---|" * len(METRICS)]
+            for method, runs in collected.items():
+                cells = [_cell([run[set_name][region][m] for run in runs], m) for m in METRICS]
+                lines.append(f"| {METHOD_LABELS[method]} | {len(runs)} | " + " | ".join(cells) + " |")
+            lines.append("")
+    return lines
+
+
+def summary_table(collected: dict, set_names: list[str]) -> list[str]:
+    """RMSE mean ± std by set and region, and each network's change against DFV (negative = better)."""
+    header = [f"{s} · {REGION_LABELS[r]}" for s in set_names for r in REGIONS]
+    lines = ["| method | " + " | ".join(header) + " |", "|---|" + "---|" * len(header)]
+    for method, runs in collected.items():
+        cells = []
+        for set_name in set_names:
+            for region in REGIONS:
+                values = [run[set_name][region]["rmse"] for run in runs]
+                cell = _cell(values, "rmse")
+                if method not in ("dfv",) and not method.startswith("classical") and "dfv" in collected:
+                    base, _, _ = summary_statistics([run[set_name][region]["rmse"] for run in collected["dfv"]])
+                    mean, _, _ = summary_statistics(values)
+                    cell += f" ({100 * (mean / base - 1):+.0f}%)"
+                cells.append(cell)
+        lines.append(f"| {METHOD_LABELS[method]} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def write_csv(path: str, collected: dict, set_names: list[str]) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["set", "region", "method", "metric", "mean", "std", "n", "per_seed"])
+        for set_name in set_names:
+            for region in REGIONS:
+                for method, runs in collected.items():
+                    for metric in METRICS:
+                        values = [run[set_name][region][metric] for run in runs]
+                        mean, std, n = summary_statistics(values)
+                        writer.writerow([set_name, region, method, metric, f"{mean:.6g}", f"{std:.6g}", n,
+                                         " ".join(f"{v:.6g}" for v in values)])
+
+
+def comparison_picture(path: str, eval_set, index: int, depth_by_method: dict, title: str) -> str:
+    """Regions, ground truth, both networks, their errors and where the constraints help or hurt."""
+    from dualfocus_jax.visualize import Panel, save_panels_png
+
+    gt = eval_set.depth[index]
+    scored = eval_set.masks["all"][index]
+    overlay = np.array(eval_set.image[index], np.float32) * 0.6
+    overlay[eval_set.masks["depth_edges"][index]] = (1.0, 0.15, 0.15)
+    overlay[eval_set.masks["fine_texture"][index]] = overlay[eval_set.masks["fine_texture"][index]] * 0.4 + \
+        np.array((0.1, 0.8, 0.2)) * 0.6
+    full, plain = depth_by_method["dualfocus"], depth_by_method["dfv"]
+    error_full, error_plain = np.abs(full - gt), np.abs(plain - gt)
+    low, high = float(gt[scored].min()), float(gt[scored].max())
+    error_max = float(np.percentile(np.concatenate([error_full[scored], error_plain[scored]]), 99))
+    gain_max = float(np.percentile(np.abs(error_plain - error_full)[scored], 99)) or 1.0
+    panels = [
+        Panel("regions: red edges, green texture", overlay, kind="rgb"),
+        Panel("ground truth", gt, vmin=low, vmax=high, label="depth (m)", valid=scored),
+        Panel("DualFocus", full, vmin=low, vmax=high, label="depth (m)"),
+        Panel("DFV (no constraints)", plain, vmin=low, vmax=high, label="depth (m)"),
+        Panel("|err| DualFocus", error_full, cmap="magma", vmin=0, vmax=error_max, label="m", valid=scored),
+        Panel("|err| DFV", error_plain, cmap="magma", vmin=0, vmax=error_max, label="m", valid=scored),
+        Panel("|err| DFV − |err| DualFocus (blue: better)", error_plain - error_full, cmap="RdBu",
+              vmin=-gain_max, vmax=gain_max, label="m", valid=scored),
+        Panel("classical + refinement", depth_by_method["classical_refined"], vmin=low, vmax=high, label="depth (m)"),
+    ]
+    return save_panels_png(path, panels, columns=4, title=title)
+
+
+def write_report(args) -> None:
+    from benchmarks.run_all import current_commit
+    from experiments.ablation import run_dir
+
+    print("== evaluation sets: synthetic_focal test split and the motorcycle scene", flush=True)
+    eval_sets = [synthetic_test_set(), motorcycle_set(args.motorcycle_downscale)]
+    set_names = [s.name for s in eval_sets]
+    collected, classical_depth = collect_scores(args, eval_sets)
+    if not any(method in collected for method in args.variants):
+        raise SystemExit(f"no finished run under {args.workdir}; run `python -m experiments.ablation --phase=train` "
+                         "first.")
+    os.makedirs(args.results, exist_ok=True)
+    seeds_done = {m: len(runs) for m, runs in collected.items() if not m.startswith("classical")}
+    header = (f"<!-- commit {current_commit()}, {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}, "
+              f"{platform.machine()} CPU ({os.cpu_count()} cores); `python -m experiments.ablation --steps "
+              f"{args.steps} --seeds {','.join(map(str, args.seeds))}` -->")
+    text = [header, "", "# Constraint ablation: small DualFocus on synthetic_focal", "",
+            f"Each network: `configs/demo.py` recipe (small, batch 4, 64×64 crops, AdamW 1e-3 warm-up + cosine), "
+            f"{args.steps} updates on synthetic_focal train[:180]; only the variant and the seed differ. Seeds per "
+            f"variant: {seeds_done}. Scores of the last checkpoint; mean ± sample std over seeds (classical: "
+            "deterministic, one run). Depth in metres. Regions: `dualfocus_jax/evaluation_masks.py`.", "",
+            "## RMSE by region (change against DFV, the network without either constraint)", "",
+            *summary_table(collected, set_names), "", "## Every metric", "", *markdown_tables(collected, set_names)]
+    pictures = []
+    first_seed = args.seeds[0]
+    needed = ("dualfocus", "dfv")
+    if all(os.path.isfile(os.path.join(run_dir(args.workdir, m, first_seed), PREDICTIONS_FILE)) for m in needed):
+        for eval_set, index, stem in ((eval_sets[1], 0, "motorcycle"), (eval_sets[0], 0, "synthetic")):
+            depth = {m: np.load(os.path.join(run_dir(args.workdir, m, first_seed), PREDICTIONS_FILE))[eval_set.name][index]
+                     for m in needed}
+            depth["classical_refined"] = classical_depth[eval_set.name][index]
+            path = os.path.join(args.results, f"ablation_{stem}.png")
+            comparison_picture(path, eval_set, index, depth, f"{eval_set.name}, scene {index}, seed {first_seed}")
+            pictures.append(path)
+        text += ["## Pictures", ""] + [f"![{os.path.basename(p)}]({os.path.basename(p)})" for p in pictures] + [""]
+    md_path = os.path.join(args.results, "ablation.md")
+    with open(md_path, "w", encoding="utf-8") as handle:
+        handle.write("\n".join(text) + "\n")
+    write_csv(os.path.join(args.results, "ablation.csv"), collected, set_names)
+    print("\n".join(summary_table(collected, set_names)))
+    print(f"wrote {md_path}, ablation.csv and {len(pictures)} pictures to {args.results}", flush=True)
