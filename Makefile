@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo train-demo test bench bench-quick clean-venv
+.PHONY: demo train-demo test bench bench-quick bench-device ablation clean-venv
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,14 @@ bench: $(STAMP)
 
 bench-quick: $(STAMP)
 	$(PY) -m benchmarks.run_all --quick --out runs/bench_quick
+
+# On a GPU/TPU machine (needs only jax, flax, optax, numpy): forward and training-step time and memory.
+bench-device: $(STAMP)
+	$(PY) -m benchmarks.bench_device --out experiments/results
+
+# The constraint ablation (5 variants x 3 seeds of the small model, about 45 minutes on 2 CPU cores); resumable.
+ablation: $(STAMP)
+	$(PY) -m experiments.ablation
 
 clean-venv:
 	rm -rf $(VENV)

@@ -158,7 +158,9 @@ def main(argv=None) -> int:
     import jax
 
     device = jax.devices()[0]
-    header = (f"commit {args.commit or 'unknown'}, {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}, "
+    from benchmarks.run_all import current_commit
+
+    header = (f"commit {args.commit or current_commit()}, {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}, "
               f"{jax.device_count()} × {device.device_kind} ({device.platform}), host {platform.machine()} "
               f"{os.cpu_count()} CPUs, jax {jax.__version__}{', quick run' if args.quick else ''}")
     lines = [f"<!-- {header}; `python -m benchmarks.bench_device` -->", "",
