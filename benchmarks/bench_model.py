@@ -1,6 +1,6 @@
 """Benchmark of DualFocusNet inference: parameters, compile time, forward time and peak memory.
 
-    .venv/bin/python -m benchmarks.bench_model            # paper and small, 5×256×256 and 10×384×576
+    .venv/bin/python -m benchmarks.bench_model            # paper and small: 5 and 10 slices at 256², 384×576, 1 MP
     .venv/bin/python -m benchmarks.bench_model --quick    # small only, one tiny stack (a smoke run)
     .venv/bin/python -m benchmarks.bench_model --sizes paper --variants dualfocus,no_focal   # a subset
 
@@ -26,7 +26,10 @@ import sys
 from benchmarks.machine import cpu_model_name
 
 REFERENCE_DFV_SECONDS = {(5, 256, 256): 0.8, (10, 384, 576): 3.8}
-FULL_SHAPES = [(5, 256, 256), (10, 384, 576)]
+FULL_SHAPES = [(5, 256, 256), (10, 256, 256), (5, 384, 576), (10, 384, 576), (5, 1024, 1024), (10, 1024, 1024)]
+# Both constraints on ("dualfocus") and off ("dfv") at every shape; each one alone at this shape.
+ONE_CONSTRAINT_SHAPE = (10, 384, 576)
+LARGE_PIXELS = 1024 * 1024  # cases this size or larger are timed fewer times (tens of seconds each on a CPU)
 QUICK_SHAPES = [(3, 64, 64)]
 VARIANTS = ["dualfocus", "no_spatial", "no_focal", "dfv"]
 
@@ -97,21 +100,30 @@ def main(argv=None) -> None:
 
     sizes = args.sizes.split(",") if args.sizes else (["small"] if args.quick else ["paper", "small"])
     shapes = QUICK_SHAPES if args.quick else FULL_SHAPES
-    variants = args.variants.split(",") if args.variants else (["dualfocus", "dfv"] if args.quick else VARIANTS)
     repeats = args.repeats or (2 if args.quick else 5)
+
+    def variants_at(shape):
+        if args.variants:
+            return args.variants.split(",")
+        both_or_none = ["dualfocus", "dfv"]
+        return VARIANTS if tuple(shape) == ONE_CONSTRAINT_SHAPE and not args.quick else both_or_none
+
+    def repeats_at(shape):
+        return repeats if args.repeats or shape[1] * shape[2] < LARGE_PIXELS else 3
+
     print(f"# bench_model — {_machine()}")
     print(f"# jax {jax.__version__}, backend {jax.default_backend()}, "
           f"{datetime.datetime.now().astimezone().isoformat(timespec='seconds')}")
     print(f"# load average at start: {os.getloadavg()[0]:.2f} (other processes share these cores)")
-    print(f"# B=1, jitted train=False forward, median of {repeats} runs after a warm-up; peak RSS per case "
+    print(f"# B=1, jitted train=False forward, median of {repeats} runs (3 at 1 MP) after a warm-up; peak RSS per case "
           "measured in a fresh subprocess (ru_maxrss: runtime + compilation + parameters + activations)")
     print()
     print("| size | variant | S×H×W | params | compile (s) | forward (s) | peak RSS (MiB) | ours / DFV ref |")
     print("|---|---|---|---:|---:|---:|---:|---:|")
     for size in sizes:
         for shape in shapes:
-            for variant in variants:
-                result = _case_in_subprocess(size, variant, shape, repeats)
+            for variant in variants_at(shape):
+                result = _case_in_subprocess(size, variant, shape, repeats_at(shape))
                 reference = REFERENCE_DFV_SECONDS.get(tuple(shape))
                 ratio = (f"{result['forward_s'] / reference:.2f}"
                          if reference and size == "paper" and variant == "dualfocus" else "")
