@@ -3,6 +3,7 @@
     python -m experiments.ablation                     # train what is missing, then evaluate and publish
     python -m experiments.ablation --phase=train       # only the trainings (resumable: re-run to continue)
     python -m experiments.ablation --phase=report      # only the evaluation + tables of finished runs
+    python -m experiments.ablation --phase=sensitivity # DualFocus with one setting changed (first seed), then report
     python -m experiments.ablation --steps=40 --seeds=0 --workdir=/tmp/abl --results=/tmp/abl/results  # smoke
 
 Every run is `python -m experiments.train --config configs/demo.py:variant=V --config.seed=S` with the same
@@ -11,7 +12,9 @@ Runs go to <workdir>/<variant>_seed<S>/ and one that reached its last step is no
 phase (experiments/ablation_report.py) scores the final checkpoint of each run on the synthetic_focal test split
 and on the motorcycle scene, over all pixels, depth-edge pixels and fine-texture pixels
 (dualfocus_jax/evaluation_masks.py), beside the classical baseline with and without its refinement, and writes
-<results>/ablation.{md,csv} and a picture of where the constraints change the prediction.
+<results>/ablation.{md,csv} and a picture of where the constraints change the prediction. The sensitivity
+runs (SENSITIVITY: solver resolution, λ_sv, λ_fv, τ) are the full model with one setting changed; the report
+adds them, when present, as a table beside the seed spread of the default settings.
 """
 
 from __future__ import annotations
@@ -25,30 +28,45 @@ import time
 from dualfocus_jax.model.config import VARIANTS
 
 DEFAULT_STEPS = 1200
+# name → (variant, model overrides): the full model with one setting changed. At the demo's 64×64 training
+# crops the default solver_stride 16 gives the spatial solver a 4×4 grid, hence the finer strides.
+SENSITIVITY = {
+    "dualfocus-stride4": ("dualfocus", {"solver_stride": 4}),
+    "dualfocus-stride8": ("dualfocus", {"solver_stride": 8}),
+    "dualfocus-lambda_sv1": ("dualfocus", {"lambda_sv": 1.0}),
+    "dualfocus-lambda_fv10": ("dualfocus", {"lambda_fv": 10.0}),
+    "dualfocus-tau0.25": ("dualfocus", {"tau_rel": 0.25}),
+}
 
 
-def run_dir(workdir: str, variant: str, seed: int) -> str:
-    return os.path.join(workdir, f"{variant}_seed{seed}")
+def variant_and_overrides(name: str) -> tuple[str, dict]:
+    """A run name (a variant, or a key of SENSITIVITY) → (variant, model overrides)."""
+    return SENSITIVITY.get(name, (name, {}))
 
 
-def finished(workdir: str, variant: str, seed: int, steps: int) -> bool:
+def run_dir(workdir: str, name: str, seed: int) -> str:
+    return os.path.join(workdir, f"{name}_seed{seed}")
+
+
+def finished(workdir: str, name: str, seed: int, steps: int) -> bool:
     from dualfocus_jax.training.checkpointing import latest_saved_step
 
-    return (latest_saved_step(run_dir(workdir, variant, seed)) or 0) >= steps
+    return (latest_saved_step(run_dir(workdir, name, seed)) or 0) >= steps
 
 
-def train_command(variant: str, seed: int, steps: int, workdir: str) -> list[str]:
-    # The demo recipe with a fixed budget; the trainer's own test report is cut to a few scenes (the report
-    # phase scores every run on the whole split with masks), and validation keeps its default.
+def train_command(name: str, seed: int, steps: int, workdir: str) -> list[str]:
+    # The demo recipe with a fixed budget; only training (the report phase scores every run with masks).
+    variant, overrides = variant_and_overrides(name)
     return [sys.executable, "-m", "experiments.train", f"--config=configs/demo.py:variant={variant}",
-            f"--workdir={run_dir(workdir, variant, seed)}", "--mode=train", f"--config.seed={seed}",
+            f"--workdir={run_dir(workdir, name, seed)}", "--mode=train", f"--config.seed={seed}",
             f"--config.train.total_steps={steps}", f"--config.train.validate_every_steps={max(steps // 4, 1)}",
-            f"--config.checkpoint.every_steps={max(steps // 4, 1)}"]
+            f"--config.checkpoint.every_steps={max(steps // 4, 1)}",
+            *(f"--config.model.{key}={value}" for key, value in overrides.items())]
 
 
-def train_all(variants, seeds, steps: int, workdir: str) -> None:
+def train_all(names, seeds, steps: int, workdir: str) -> None:
     # Seed-major order: an interrupted sweep still has every variant for the seeds it finished.
-    runs = [(variant, seed) for seed in seeds for variant in variants]
+    runs = [(variant, seed) for seed in seeds for variant in names]
     for index, (variant, seed) in enumerate(runs, 1):
         if finished(workdir, variant, seed, steps):
             print(f"[{index}/{len(runs)}] {variant} seed {seed}: done before, skipped", flush=True)
@@ -68,7 +86,7 @@ def train_all(variants, seeds, steps: int, workdir: str) -> None:
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--phase", choices=["all", "train", "report"], default="all")
+    parser.add_argument("--phase", choices=["all", "train", "report", "sensitivity"], default="all")
     parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of " + ",".join(VARIANTS))
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated integer seeds")
     parser.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="optimizer updates per run")
@@ -93,7 +111,9 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args.phase in ("all", "train"):
         train_all(args.variants, args.seeds, args.steps, args.workdir)
-    if args.phase in ("all", "report"):
+    if args.phase == "sensitivity":
+        train_all(list(SENSITIVITY), args.seeds[:1], args.steps, args.workdir)
+    if args.phase in ("all", "report", "sensitivity"):
         from experiments.ablation_report import write_report
 
         write_report(args)

@@ -34,17 +34,18 @@ REGION_LABELS = {"all": "all pixels", "depth_edges": "depth edges", "fine_textur
 def collect_scores(args, eval_sets) -> tuple[dict, dict]:
     """(method → list of per-seed scores (set → region → metric), set → refined classical depth (N, H, W));
     the classical methods are deterministic and have one entry each."""
-    from experiments.ablation import finished, run_dir
+    from experiments.ablation import SENSITIVITY, finished, run_dir
 
     collected: dict[str, list] = {}
-    for variant in args.variants:
-        for seed in args.seeds:
-            if not finished(args.workdir, variant, seed, args.steps):
-                print(f"  {variant} seed {seed}: not trained to step {args.steps}, left out", flush=True)
-                continue
-            print(f"  scoring {variant} seed {seed}", flush=True)
-            collected.setdefault(variant, []).append(
-                score_run(run_dir(args.workdir, variant, seed), variant, eval_sets, keep_predictions=seed == args.seeds[0]))
+    runs = [(variant, seed) for variant in args.variants for seed in args.seeds]
+    runs += [(name, args.seeds[0]) for name in SENSITIVITY if finished(args.workdir, name, args.seeds[0], args.steps)]
+    for name, seed in runs:
+        if not finished(args.workdir, name, seed, args.steps):
+            print(f"  {name} seed {seed}: not trained to step {args.steps}, left out", flush=True)
+            continue
+        print(f"  scoring {name} seed {seed}", flush=True)
+        collected.setdefault(name, []).append(score_run(run_dir(args.workdir, name, seed), name, eval_sets,
+                                                        keep_predictions=seed == args.seeds[0]))
     refined_depth = {}
     for name, refine in (("classical_raw", False), ("classical_refined", True)):
         print(f"  scoring {name}", flush=True)
@@ -65,6 +66,10 @@ def summary_statistics(values: list[float]) -> tuple[float, float, int]:
     return float(finite.mean()), float(finite.std(ddof=1)) if finite.size > 1 else 0.0, int(finite.size)
 
 
+def label(method: str) -> str:
+    return METHOD_LABELS.get(method, method)
+
+
 def _cell(values: list[float], metric: str) -> str:
     mean, std, n = summary_statistics(values)
     digits = ".2e" if metric in ("mse", "sq_rel") else ".4f" if metric != "bump" else ".3f"
@@ -80,7 +85,7 @@ def markdown_tables(collected: dict, set_names: list[str]) -> list[str]:
                       "| method | seeds | " + " | ".join(METRICS) + " |", "|---|---|" + "---|" * len(METRICS)]
             for method, runs in collected.items():
                 cells = [_cell([run[set_name][region][m] for run in runs], m) for m in METRICS]
-                lines.append(f"| {METHOD_LABELS[method]} | {len(runs)} | " + " | ".join(cells) + " |")
+                lines.append(f"| {label(method)} | {len(runs)} | " + " | ".join(cells) + " |")
             lines.append("")
     return lines
 
@@ -100,7 +105,7 @@ def summary_table(collected: dict, set_names: list[str]) -> list[str]:
                     mean, _, _ = summary_statistics(values)
                     cell += f" ({100 * (mean / base - 1):+.0f}%)"
                 cells.append(cell)
-        lines.append(f"| {METHOD_LABELS[method]} | " + " | ".join(cells) + " |")
+        lines.append(f"| {label(method)} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -147,9 +152,25 @@ def comparison_picture(path: str, eval_set, index: int, depth_by_method: dict, t
     return save_panels_png(path, panels, columns=4, title=title)
 
 
+def sensitivity_section(collected: dict, set_names: list[str]) -> list[str]:
+    """The full model with one setting changed (one seed each) beside the default settings over seeds."""
+    from experiments.ablation import SENSITIVITY
+
+    names = [name for name in SENSITIVITY if name in collected]
+    if not names:
+        return []
+    rows = {m: collected[m] for m in ("dualfocus", *names, "dfv") if m in collected}
+    settings = "; ".join(f"`{name}`: " + ", ".join(f"{k}={v}" for k, v in SENSITIVITY[name][1].items())
+                         for name in names)
+    return ["## Sensitivity: DualFocus with one setting changed (first seed only)", "",
+            f"Defaults: solver_stride 16, lambda_sv 0.1, lambda_fv 1.0, tau_rel 0.5. Changed: {settings}. "
+            "Compare a single-seed row with the default row's spread over seeds.", "",
+            *summary_table(rows, set_names), ""]
+
+
 def write_report(args) -> None:
     from benchmarks.run_all import current_commit
-    from experiments.ablation import run_dir
+    from experiments.ablation import SENSITIVITY, run_dir
 
     print("== evaluation sets: synthetic_focal test split and the motorcycle scene", flush=True)
     eval_sets = [synthetic_test_set(), motorcycle_set(args.motorcycle_downscale)]
@@ -159,6 +180,7 @@ def write_report(args) -> None:
         raise SystemExit(f"no finished run under {args.workdir}; run `python -m experiments.ablation --phase=train` "
                          "first.")
     os.makedirs(args.results, exist_ok=True)
+    main_rows = {m: runs for m, runs in collected.items() if m not in SENSITIVITY}
     seeds_done = {m: len(runs) for m, runs in collected.items() if not m.startswith("classical")}
     header = (f"<!-- commit {current_commit()}, {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}, "
               f"{platform.machine()} CPU ({os.cpu_count()} cores); `python -m experiments.ablation --steps "
@@ -169,7 +191,8 @@ def write_report(args) -> None:
             f"variant: {seeds_done}. Scores of the last checkpoint; mean ± sample std over seeds (classical: "
             "deterministic, one run). Depth in metres. Regions: `dualfocus_jax/evaluation_masks.py`.", "",
             "## RMSE by region (change against DFV, the network without either constraint)", "",
-            *summary_table(collected, set_names), "", "## Every metric", "", *markdown_tables(collected, set_names)]
+            *summary_table(main_rows, set_names), "", *sensitivity_section(collected, set_names),
+            "## Every metric", "", *markdown_tables(collected, set_names)]
     pictures = []
     first_seed = args.seeds[0]
     needed = ("dualfocus", "dfv")
@@ -186,5 +209,5 @@ def write_report(args) -> None:
     with open(md_path, "w", encoding="utf-8") as handle:
         handle.write("\n".join(text) + "\n")
     write_csv(os.path.join(args.results, "ablation.csv"), collected, set_names)
-    print("\n".join(summary_table(collected, set_names)))
+    print("\n".join(summary_table(main_rows, set_names)))
     print(f"wrote {md_path}, ablation.csv and {len(pictures)} pictures to {args.results}", flush=True)

@@ -112,10 +112,11 @@ def classical_predictions(eval_set: EvalSet, refine: bool):
             np.stack([np.asarray(r.uncertainty_HW) for r in results]))
 
 
-def score_run(run_dir: str, variant: str, eval_sets: list[EvalSet], keep_predictions: bool) -> dict:
-    """Scores of a run's latest checkpoint, cached in <run_dir>/ablation_scores.json (recomputed when the
+def score_run(run_dir: str, name: str, eval_sets: list[EvalSet], keep_predictions: bool) -> dict:
+    """Scores of a run's latest checkpoint (name: a variant or a key of experiments.ablation.SENSITIVITY), cached in <run_dir>/ablation_scores.json (recomputed when the
     checkpoint step changes); with keep_predictions, its depth maps go to <run_dir>/ablation_predictions.npz."""
     from configs.demo import get_config
+    from experiments.ablation import variant_and_overrides
     from dualfocus_jax.training.checkpointing import latest_saved_step, restore_params
     from dualfocus_jax.training.trainer import model_config_from
 
@@ -128,14 +129,17 @@ def score_run(run_dir: str, variant: str, eval_sets: list[EvalSet], keep_predict
         if cached.get("step") == step and set(cached["scores"]) == {s.name for s in eval_sets}:
             return cached["scores"]
     params, step = restore_params(run_dir, step)
-    model_config = model_config_from(get_config(f"variant={variant}").model)
+    variant, overrides = variant_and_overrides(name)
+    config = get_config(f"variant={variant}")
+    config.model.update(overrides)
+    model_config = model_config_from(config.model)
     scores, kept = {}, {}
     for eval_set in eval_sets:
         depth, sigma = network_predictions(params, model_config, eval_set)
         scores[eval_set.name] = region_scores(depth, sigma, eval_set)
         kept[eval_set.name] = depth
     with open(cache, "w", encoding="utf-8") as handle:
-        json.dump({"step": int(step), "variant": variant, "scores": scores}, handle, indent=1)
+        json.dump({"step": int(step), "run": name, "scores": scores}, handle, indent=1)
     if keep_predictions:
         np.savez_compressed(predictions_path, **kept)
     return scores
