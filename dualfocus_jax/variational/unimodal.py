@@ -7,12 +7,14 @@ Method (exact, no iterations). A sequence is unimodal iff it is a non-decreasing
 non-increasing suffix, split at some t ∈ {0..S}. For a fixed split the projection separates into an
 isotonic (non-decreasing) L2 regression of p[:t] and an antitonic one of p[t:]; the projection onto the
 (non-convex) unimodal set is the best of the S+1 splits (Stout's unimodal regression, with the split
-searched exhaustively, which is cheap for S ≤ ~20 slices). Each isotonic fit uses the closed form
+searched exhaustively). The isotonic fits of all prefixes come from one left-to-right pass that uses the
+structure of pool-adjacent-violators: the last block of the fit of p[:t] is p[a..t−1] with the largest mean
+over a (the largest such a), and the blocks before it are exactly the fit of p[:a]. Hence
 
-    q_i = max_{a ≤ i} min_{i ≤ b < t} mean(p[a..b])
+    err(t) = err(a*(t)) + Σ_{a*(t) ≤ j < t} (p_j − mean(p[a*(t)..t−1]))²
 
-evaluated for all prefix lengths t at once by a running minimum over b: a `lax.scan` of S steps of
-O(S²) work each, so O(S³) per pixel in time and O(S²) in memory.
+a `lax.scan` of S steps of O(S) work each (O(S²) per pixel, O(S) memory per step), and the fit of the
+chosen prefix is rebuilt by following the block starts a*(t), a*(a*(t)), ... back to 0.
 
 Properties, in exact arithmetic and also in floating point where stated:
 * unimodal output: the min/max formula makes each fit monotone exactly, even with rounded means;
@@ -30,54 +32,54 @@ import functools
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 
-def _window_means(x_S: jax.Array) -> jax.Array:
-    """means[..., a, b] = mean(x[..., a..b]) for a ≤ b (0 elsewhere); (..., S) → (..., S, S).
+def _prefix_isotonic_blocks(x_S: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """The last block of the non-decreasing L2 fit of every prefix of x, and every prefix's squared error.
 
-    A contraction with a constant 0/1 window indicator rather than differences of a cumulative sum: the
-    latter cancels catastrophically for tiny probabilities and can even make them negative, while a sum of
-    non-negative terms stays non-negative and accurate. `precision="highest"` keeps GPUs from using TF32.
+    Returns (each (..., S + 1), index t = prefix length; entry 0 is the empty prefix):
+      start: a*(t), where the fit's last block p[a*..t−1] begins (0 for t = 0).
+      value: that block's mean, the fit's value on it (0 for t = 0).
+      sq_error: Σ_{i<t} (fit − x_i)² (0 for t = 0).
     """
     num = x_S.shape[-1]
-    j = np.arange(num)
-    inside_jab = (j[:, None, None] >= j[None, :, None]) & (j[:, None, None] <= j[None, None, :])
-    count_ab = np.maximum(j[None, :] - j[:, None] + 1, 1)
-    sums = jnp.einsum("...j,jab->...ab", x_S, jnp.asarray(inside_jab, x_S.dtype), precision="highest")
-    return sums / jnp.asarray(count_ab, x_S.dtype)
-
-
-def _prefix_isotonic_fits(x_S: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Non-decreasing L2 fits of every prefix of x.
-
-    Returns:
-      fits: (..., S, S), fits[..., t − 1, i] = isotonic fit of x[:t] at i (for i < t; 0 for i ≥ t).
-      sq_errors: (..., S + 1), sq_errors[..., t] = Σ_{i<t} (fit − x_i)² of the prefix of length t (t = 0: 0).
-    """
-    num = x_S.shape[-1]
-    means = _window_means(x_S)  # (..., a, b)
     pos = jnp.arange(num)
 
-    # One `lax.scan` step per position i, each with fixed (S, S) shapes, so the compiled program does not
-    # grow with S; `checkpoint` recomputes a step in the backward pass instead of storing S² per step.
-    @jax.checkpoint
-    def fit_at_position(_, i):
-        # Candidates a ≤ i ≤ b; a running min over the end b gives min_{i≤b≤t−1} for every prefix length t.
-        candidates = jnp.where((pos[:, None] <= i) & (i <= pos[None, :]), means, jnp.inf)
-        min_over_ends = jax.lax.cummin(candidates, axis=candidates.ndim - 1)  # (..., a, t − 1)
-        min_over_ends = jnp.where(pos[:, None] <= i, min_over_ends, -jnp.inf)
-        fit = jnp.max(min_over_ends, axis=-2)  # (..., t − 1)
-        # Prefixes that end before i do not contain i (their fit is +inf here); zero them before any
-        # arithmetic so neither values nor gradients see the infinity.
-        return None, jnp.where(pos >= i, fit, 0.0)
+    def extend(sq_errors, t):
+        # Suffix sums of x[:t + 1] over every start a, as sums of non-negative terms (no cancellation).
+        upto = jnp.where(pos <= t, x_S, 0.0)
+        suffix_sums = jax.lax.cumsum(upto, axis=upto.ndim - 1, reverse=True)
+        means = jnp.where(pos <= t, suffix_sums / jnp.maximum(t + 1 - pos, 1).astype(x_S.dtype), -jnp.inf)
+        # Largest maximiser: PAV does not merge blocks of equal mean, so the last block is the shortest.
+        start = num - 1 - jnp.argmax(jnp.flip(means, axis=-1), axis=-1)
+        start = jax.lax.stop_gradient(start)
+        value = jnp.take_along_axis(means, start[..., None], axis=-1)[..., 0]
+        in_block = (pos >= start[..., None]) & (pos <= t)
+        block_error = jnp.sum(jnp.where(in_block, (x_S - value[..., None]) ** 2, 0.0), axis=-1)
+        before = jnp.take_along_axis(sq_errors, start[..., None], axis=-1)[..., 0]
+        sq_errors = jnp.where(jnp.arange(num + 1) == t + 1, (before + block_error)[..., None], sq_errors)
+        return sq_errors, (start, value)
 
-    _, fits = jax.lax.scan(fit_at_position, None, pos)  # (i, ..., t − 1)
-    fits = jnp.moveaxis(fits, 0, -1)  # (..., t − 1, i)
-    in_prefix = pos[None, :] <= pos[:, None]  # (t − 1, i): i < t
-    sq = jnp.where(in_prefix, (fits - x_S[..., None, :]) ** 2, 0.0)
-    sq_errors = jnp.concatenate([jnp.zeros_like(x_S[..., :1]), jnp.sum(sq, axis=-1)], axis=-1)
-    return fits, sq_errors
+    initial = jnp.zeros((*x_S.shape[:-1], num + 1), x_S.dtype)
+    sq_errors, (starts, values) = jax.lax.scan(extend, initial, pos)  # starts, values: (S, ...)
+    zero = jnp.zeros_like(x_S[..., :1])
+    starts = jnp.concatenate([zero.astype(starts.dtype), jnp.moveaxis(starts, 0, -1)], axis=-1)
+    values = jnp.concatenate([zero, jnp.moveaxis(values, 0, -1)], axis=-1)
+    return starts, values, sq_errors
+
+
+def _prefix_fit(starts: jax.Array, values: jax.Array, length: jax.Array, num: int) -> jax.Array:
+    """The isotonic fit of the prefix of `length` (..., ) from `_prefix_isotonic_blocks`; 0 beyond it. (..., S)."""
+    pos = jnp.arange(num)
+    fit = jnp.zeros((*length.shape, num), values.dtype)
+    end = length
+    for _ in range(num):  # at most S blocks; each pass fills the block that ends at `end`
+        start = jnp.take_along_axis(starts, end[..., None], axis=-1)[..., 0]
+        value = jnp.take_along_axis(values, end[..., None], axis=-1)[..., 0]
+        in_block = (pos >= start[..., None]) & (pos < end[..., None])
+        fit = jnp.where(in_block, value[..., None], fit)
+        end = start
+    return fit
 
 
 def is_unimodal(x_S: jax.Array) -> jax.Array:
@@ -93,7 +95,7 @@ def project_unimodal(prob, axis: int = 1) -> jax.Array:
 
     Args:
       prob: focus probabilities, e.g. (B, S, H, W) with the slices on `axis`, non-negative and summing to 1
-        along it (a softmax output). S ≤ ~20 keeps the O(S³) per-pixel cost small.
+        along it (a softmax output). The cost is O(S²) per pixel.
       axis: the focal (slice) axis.
 
     Returns:
@@ -120,15 +122,13 @@ def _project_unimodal_validated(prob: jax.Array, axis: int) -> jax.Array:
     num = x.shape[-1]
     # A non-increasing fit of x[t:] is a non-decreasing fit of the reversed sequence's prefix of length
     # S − t: both directions go through one call (stacked on a leading axis) to share the compiled scan.
-    fits, errs = _prefix_isotonic_fits(jnp.stack([x, jnp.flip(x, axis=-1)]))
-    (prefix_fits, suffix_fits_rev), (prefix_err, suffix_err_rev) = fits, errs
-    split_err = prefix_err + jnp.flip(suffix_err_rev, axis=-1)  # (..., S + 1), index t = prefix length
-    split = jax.lax.stop_gradient(jnp.argmin(split_err, axis=-1))[..., None, None]  # (..., 1, 1)
-
-    prefix_row = jnp.take_along_axis(prefix_fits, jnp.maximum(split - 1, 0), axis=-2)[..., 0, :]
-    suffix_row = jnp.take_along_axis(suffix_fits_rev, jnp.maximum(num - split - 1, 0), axis=-2)[..., 0, :]
+    starts, values, errors = _prefix_isotonic_blocks(jnp.stack([x, jnp.flip(x, axis=-1)]))
+    split_err = errors[0] + jnp.flip(errors[1], axis=-1)  # (..., S + 1), index t = prefix length
+    split = jax.lax.stop_gradient(jnp.argmin(split_err, axis=-1))  # (...,)
+    prefix = _prefix_fit(starts[0], values[0], split, num)
+    suffix_reversed = _prefix_fit(starts[1], values[1], num - split, num)
     position = jnp.arange(num)
-    projected = jnp.where(position < split[..., 0], prefix_row, jnp.flip(suffix_row, axis=-1))
+    projected = jnp.where(position < split[..., None], prefix, jnp.flip(suffix_reversed, axis=-1))
 
     total = jnp.sum(projected, axis=-1, keepdims=True)
     # Scaling by a positive number keeps the order of the entries, so the result stays exactly unimodal.
