@@ -48,6 +48,23 @@ def test_matches_exhaustive_reference_and_is_a_unimodal_distribution():
     assert np.any(np.asarray(focal_unimodality_penalty(prob)) > 0)  # the input was not unimodal
 
 
+@pytest.mark.parametrize("num_slices", [2, 10, 20])
+def test_long_and_short_curves_reach_the_reference_distance(num_slices):
+    # Flat and peaked curves, plateaus with exact ties: the unimodal set is not convex, so tied splits can
+    # give different projections at the same distance; the distance must match and the output be unimodal.
+    rng = np.random.default_rng(num_slices)
+    curves = [random_probabilities(num_slices, (1, num_slices, 4, 4), scale=s)[0].reshape(num_slices, -1).T
+              for s in (0.3, 2.0, 8.0)]
+    plateaus = rng.integers(0, 3, size=(16, num_slices)).astype(np.float32) + 1e-3
+    curves.append(plateaus / plateaus.sum(-1, keepdims=True))
+    curves = np.concatenate(curves)
+    projected = np.asarray(project_unimodal(curves, axis=-1))
+    for curve, fit in zip(curves, projected):
+        reference = unimodal_projection_reference(curve)
+        assert np.sum((fit - curve) ** 2) == pytest.approx(np.sum((reference - curve) ** 2), rel=1e-5, abs=1e-9)
+        assert is_unimodal_np(fit)
+
+
 def test_hand_made_bimodal_curves():
     # [0.5, 0.1, 0.1, 0.3]: splits give errors 0.0267 (all down: 0.5 then the mean 1/6 of the rest),
     # 0.1 (up [0.3, 0.3], down [0.2, 0.2]) and 0.107 (all up): the answer is [0.5, 1/6, 1/6, 1/6].

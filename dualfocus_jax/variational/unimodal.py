@@ -17,7 +17,8 @@ a `lax.scan` of S steps of O(S) work each (O(S²) per pixel, O(S) memory per ste
 chosen prefix is rebuilt by following the block starts a*(t), a*(a*(t)), ... back to 0.
 
 Properties, in exact arithmetic and also in floating point where stated:
-* unimodal output: the min/max formula makes each fit monotone exactly, even with rounded means;
+* unimodal output: a running maximum over each rebuilt fit makes it monotone exactly, even where equal block
+  means round differently;
 * isotonic fits are block means, so they keep the sum and the non-negativity of their piece: the
   projection of a distribution is a distribution and is therefore also the projection onto unimodal
   *distributions* (the simplex constraint is inactive); a final division by the sum removes rounding drift;
@@ -79,7 +80,10 @@ def _prefix_fit(starts: jax.Array, values: jax.Array, length: jax.Array, num: in
         in_block = (pos >= start[..., None]) & (pos < end[..., None])
         fit = jnp.where(in_block, value[..., None], fit)
         end = start
-    return fit
+    # Block means are non-decreasing in exact arithmetic; equal ones computed over different windows can
+    # round one ulp apart, and the running maximum makes the fit exactly monotone (a no-op otherwise).
+    fit = jax.lax.cummax(fit, axis=fit.ndim - 1)
+    return jnp.where(pos < length[..., None], fit, 0.0)
 
 
 def is_unimodal(x_S: jax.Array) -> jax.Array:
