@@ -152,6 +152,43 @@ def comparison_picture(path: str, eval_set, index: int, depth_by_method: dict, t
     return save_panels_png(path, panels, columns=4, title=title)
 
 
+def training_loss_table(args, names: list[str], last_steps: int = 250) -> list[str]:
+    """Mean over seeds of each loss term over the last `last_steps` updates, raw and as weighted in the total
+    (from each run's metrics/train.jsonl): how much each constraint still pulls at the end of training."""
+    import json
+
+    from dualfocus_jax.model import model_config
+    from experiments.ablation import run_dir, variant_and_overrides
+
+    lines = ["| method | L_depth | L_sv | λ_sv·L_sv | L_fv | λ_fv·L_fv | share of the total from the constraints |",
+             "|---|---|---|---|---|---|---|"]
+    for name in names:
+        variant, overrides = variant_and_overrides(name)
+        config = model_config("small", variant, **overrides)
+        per_seed = []
+        for seed in args.seeds:
+            path = os.path.join(run_dir(args.workdir, name, seed), "metrics", "train.jsonl")
+            if not os.path.isfile(path):
+                continue
+            with open(path, encoding="utf-8") as handle:
+                records = [json.loads(line) for line in handle if line.strip()]
+            tail = [r for r in records if r["step"] > args.steps - last_steps]
+            per_seed.append({k: float(np.mean([r.get(k, 0.0) for r in tail]))
+                             for k in ("loss_depth", "loss_spatial", "loss_focal")})
+        if not per_seed:
+            continue
+        mean = {k: float(np.mean([p[k] for p in per_seed])) for k in per_seed[0]}
+        spatial = config.lambda_sv * mean["loss_spatial"] if config.use_spatial else 0.0
+        focal = config.lambda_fv * mean["loss_focal"]
+        share = (spatial + focal) / (mean["loss_depth"] + spatial + focal)
+        lines.append(f"| {label(name)} | {mean['loss_depth']:.2e} | "
+                     f"{mean['loss_spatial']:.2e} | {spatial:.2e} | {mean['loss_focal']:.2e} | {focal:.2e} | "
+                     f"{100 * share:.0f}% |" if config.use_spatial else
+                     f"| {label(name)} | {mean['loss_depth']:.2e} | – | – | {mean['loss_focal']:.2e} | {focal:.2e} | "
+                     f"{100 * share:.0f}% |")
+    return lines
+
+
 def sensitivity_section(collected: dict, set_names: list[str]) -> list[str]:
     """The full model with one setting changed (one seed each) beside the default settings over seeds."""
     from experiments.ablation import SENSITIVITY
@@ -181,7 +218,7 @@ def write_report(args) -> None:
                          "first.")
     os.makedirs(args.results, exist_ok=True)
     main_rows = {m: runs for m, runs in collected.items() if m not in SENSITIVITY}
-    seeds_done = {m: len(runs) for m, runs in collected.items() if not m.startswith("classical")}
+    seeds_done = ", ".join(f"{m} {len(runs)}" for m, runs in main_rows.items() if not m.startswith("classical"))
     header = (f"<!-- commit {current_commit()}, {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}, "
               f"{platform.machine()} CPU ({os.cpu_count()} cores); `python -m experiments.ablation --steps "
               f"{args.steps} --seeds {','.join(map(str, args.seeds))}` -->")
@@ -191,7 +228,12 @@ def write_report(args) -> None:
             f"variant: {seeds_done}. Scores of the last checkpoint; mean ± sample std over seeds (classical: "
             "deterministic, one run). Depth in metres. Regions: `dualfocus_jax/evaluation_masks.py`.", "",
             "## RMSE by region (change against DFV, the network without either constraint)", "",
-            *summary_table(main_rows, set_names), "", *sensitivity_section(collected, set_names),
+            *summary_table(main_rows, set_names), "",
+            f"## Training losses over the last 250 of {args.steps} updates (mean over seeds)", "",
+            "L_fv is reported for every variant (it is trained only where λ_fv > 0); L_sv exists only where the "
+            "spatial branch does.", "",
+            *training_loss_table(args, [m for m in collected if not m.startswith("classical")]), "",
+            *sensitivity_section(collected, set_names),
             "## Every metric", "", *markdown_tables(collected, set_names)]
     pictures = []
     first_seed = args.seeds[0]
