@@ -3,7 +3,8 @@
     python -m experiments.ablation                     # train what is missing, then evaluate and publish
     python -m experiments.ablation --phase=train       # only the trainings (resumable: re-run to continue)
     python -m experiments.ablation --phase=report      # only the evaluation + tables of finished runs
-    python -m experiments.ablation --phase=sensitivity # DualFocus with one setting changed (first seed), then report
+    python -m experiments.ablation --phase=sensitivity # DualFocus with one setting changed (seed 0), then report
+    python -m experiments.ablation --phase=sensitivity --sensitivity_runs=dualfocus-stride8 --sensitivity_seeds=1,2
     python -m experiments.ablation --steps=40 --seeds=0 --workdir=/tmp/abl --results=/tmp/abl/results  # smoke
 
 Every run is `python -m experiments.train --config configs/demo.py:variant=V --config.seed=S` with the same
@@ -93,7 +94,18 @@ def parse_args(argv=None):
     parser.add_argument("--workdir", default=os.path.join("runs", "ablation"))
     parser.add_argument("--results", default=os.path.join("experiments", "results"))
     parser.add_argument("--motorcycle_downscale", type=int, default=2)
+    parser.add_argument("--sensitivity_runs", default=",".join(SENSITIVITY),
+                        help="with --phase=sensitivity: comma-separated subset of " + ",".join(SENSITIVITY))
+    parser.add_argument("--sensitivity_seeds", default="0", help="with --phase=sensitivity: seeds to train")
     args = parser.parse_args(argv)
+    args.sensitivity_runs = [n.strip() for n in args.sensitivity_runs.split(",") if n.strip()]
+    if set(args.sensitivity_runs) - set(SENSITIVITY):
+        parser.error(f"unknown sensitivity runs {sorted(set(args.sensitivity_runs) - set(SENSITIVITY))}; choose "
+                     f"from {list(SENSITIVITY)}.")
+    try:
+        args.sensitivity_seeds = [int(s) for s in args.sensitivity_seeds.split(",") if s.strip()]
+    except ValueError:
+        parser.error(f"--sensitivity_seeds must be comma-separated integers, got {args.sensitivity_seeds!r}.")
     args.variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     unknown = sorted(set(args.variants) - set(VARIANTS))
     if unknown:
@@ -112,7 +124,7 @@ def main(argv=None) -> int:
     if args.phase in ("all", "train"):
         train_all(args.variants, args.seeds, args.steps, args.workdir)
     if args.phase == "sensitivity":
-        train_all(list(SENSITIVITY), args.seeds[:1], args.steps, args.workdir)
+        train_all(args.sensitivity_runs, args.sensitivity_seeds, args.steps, args.workdir)
     if args.phase in ("all", "report", "sensitivity"):
         from experiments.ablation_report import write_report
 

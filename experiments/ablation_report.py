@@ -38,7 +38,7 @@ def collect_scores(args, eval_sets) -> tuple[dict, dict]:
 
     collected: dict[str, list] = {}
     runs = [(variant, seed) for variant in args.variants for seed in args.seeds]
-    runs += [(name, args.seeds[0]) for name in SENSITIVITY if finished(args.workdir, name, args.seeds[0], args.steps)]
+    runs += [(name, seed) for name in SENSITIVITY for seed in args.seeds if finished(args.workdir, name, seed, args.steps)]
     for name, seed in runs:
         if not finished(args.workdir, name, seed, args.steps):
             print(f"  {name} seed {seed}: not trained to step {args.steps}, left out", flush=True)
@@ -199,9 +199,11 @@ def sensitivity_section(collected: dict, set_names: list[str]) -> list[str]:
     rows = {m: collected[m] for m in ("dualfocus", *names, "dfv") if m in collected}
     settings = "; ".join(f"`{name}`: " + ", ".join(f"{k}={v}" for k, v in SENSITIVITY[name][1].items())
                          for name in names)
-    return ["## Sensitivity: DualFocus with one setting changed (first seed only)", "",
+    seeds = ", ".join(f"{name} {len(collected[name])}" for name in names)
+    return ["## Sensitivity: DualFocus with one setting changed", "",
+            f"Seeds per run: {seeds}.", "",
             f"Defaults: solver_stride 16, lambda_sv 0.1, lambda_fv 1.0, tau_rel 0.5. Changed: {settings}. "
-            "Compare a single-seed row with the default row's spread over seeds.", "",
+            "Compare each row with the default row's spread over seeds.", "",
             *summary_table(rows, set_names), ""]
 
 
