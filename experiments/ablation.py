@@ -66,21 +66,21 @@ def train_command(name: str, seed: int, steps: int, workdir: str) -> list[str]:
 
 
 def train_all(names, seeds, steps: int, workdir: str) -> None:
-    # Seed-major order: an interrupted sweep still has every variant for the seeds it finished.
-    runs = [(variant, seed) for seed in seeds for variant in names]
-    for index, (variant, seed) in enumerate(runs, 1):
-        if finished(workdir, variant, seed, steps):
-            print(f"[{index}/{len(runs)}] {variant} seed {seed}: done before, skipped", flush=True)
+    # Seed-major order: an interrupted sweep still has every run name for the seeds it finished.
+    runs = [(name, seed) for seed in seeds for name in names]
+    for index, (name, seed) in enumerate(runs, 1):
+        if finished(workdir, name, seed, steps):
+            print(f"[{index}/{len(runs)}] {name} seed {seed}: done before, skipped", flush=True)
             continue
-        log_path = os.path.join(run_dir(workdir, variant, seed) + ".log")
+        log_path = run_dir(workdir, name, seed) + ".log"
         os.makedirs(workdir, exist_ok=True)
-        print(f"[{index}/{len(runs)}] training {variant} seed {seed} for {steps} steps (log: {log_path})",
+        print(f"[{index}/{len(runs)}] training {name} seed {seed} for {steps} steps (log: {log_path})",
               flush=True)
         started = time.perf_counter()
         with open(log_path, "a", encoding="utf-8") as log:
-            code = subprocess.call(train_command(variant, seed, steps, workdir), stdout=log, stderr=subprocess.STDOUT)
+            code = subprocess.call(train_command(name, seed, steps, workdir), stdout=log, stderr=subprocess.STDOUT)
         if code != 0:
-            raise SystemExit(f"training {variant} seed {seed} failed (exit {code}); see {log_path}. Re-running "
+            raise SystemExit(f"training {name} seed {seed} failed (exit {code}); see {log_path}. Re-running "
                              "this command resumes it from its last checkpoint.")
         print(f"    finished in {time.perf_counter() - started:.0f} s", flush=True)
 

@@ -14,11 +14,10 @@ import platform
 
 import numpy as np
 
-from experiments.ablation_scoring import (MOTORCYCLE, PREDICTIONS_FILE, REGIONS, SYNTHETIC, classical_predictions,
-                                          motorcycle_set, region_scores, score_run, synthetic_test_set)
+from experiments.ablation_scoring import (PREDICTIONS_FILE, REGIONS, classical_predictions, motorcycle_set,
+                                          region_scores, score_run, synthetic_test_set)
 
 METRICS = ("rmse", "mae", "abs_rel", "sq_rel", "log_rmse", "mse", "delta1", "delta2", "delta3", "bump", "avg_unc")
-LOWER_IS_BETTER = {"rmse", "mae", "abs_rel", "sq_rel", "log_rmse", "mse", "bump", "avg_unc"}
 METHOD_LABELS = {
     "dualfocus": "DualFocus (both constraints)",
     "no_spatial": "without spatial constraint",
@@ -95,15 +94,15 @@ def summary_table(collected: dict, set_names: list[str]) -> list[str]:
     header = [f"{s} · {REGION_LABELS[r]}" for s in set_names for r in REGIONS]
     lines = ["| method | " + " | ".join(header) + " |", "|---|" + "---|" * len(header)]
     for method, runs in collected.items():
+        relative = method != "dfv" and not method.startswith("classical") and "dfv" in collected
         cells = []
         for set_name in set_names:
             for region in REGIONS:
                 values = [run[set_name][region]["rmse"] for run in runs]
                 cell = _cell(values, "rmse")
-                if method not in ("dfv",) and not method.startswith("classical") and "dfv" in collected:
+                if relative:
                     base, _, _ = summary_statistics([run[set_name][region]["rmse"] for run in collected["dfv"]])
-                    mean, _, _ = summary_statistics(values)
-                    cell += f" ({100 * (mean / base - 1):+.0f}%)"
+                    cell += f" ({100 * (summary_statistics(values)[0] / base - 1):+.0f}%)"
                 cells.append(cell)
         lines.append(f"| {label(method)} | " + " | ".join(cells) + " |")
     return lines
@@ -181,11 +180,9 @@ def training_loss_table(args, names: list[str], last_steps: int = 250) -> list[s
         spatial = config.lambda_sv * mean["loss_spatial"] if config.use_spatial else 0.0
         focal = config.lambda_fv * mean["loss_focal"]
         share = (spatial + focal) / (mean["loss_depth"] + spatial + focal)
-        lines.append(f"| {label(name)} | {mean['loss_depth']:.2e} | "
-                     f"{mean['loss_spatial']:.2e} | {spatial:.2e} | {mean['loss_focal']:.2e} | {focal:.2e} | "
-                     f"{100 * share:.0f}% |" if config.use_spatial else
-                     f"| {label(name)} | {mean['loss_depth']:.2e} | – | – | {mean['loss_focal']:.2e} | {focal:.2e} | "
-                     f"{100 * share:.0f}% |")
+        spatial_cells = f"{mean['loss_spatial']:.2e} | {spatial:.2e}" if config.use_spatial else "– | –"
+        lines.append(f"| {label(name)} | {mean['loss_depth']:.2e} | {spatial_cells} | {mean['loss_focal']:.2e} | "
+                     f"{focal:.2e} | {100 * share:.0f}% |")
     return lines
 
 

@@ -22,8 +22,6 @@ import os
 import platform
 import time
 
-import numpy as np
-
 RESULTS = os.path.join("experiments", "results", "pretrained_small.md")
 
 
