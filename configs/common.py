@@ -101,6 +101,17 @@ def base_config():
     return config
 
 
+def dfv_recipe_config(variant: str):
+    """base_config() with DFV's training recipe (METHOD.md "Training recipes"), shared by the FoD500 and DDFF-12
+    configs: the paper-size model, batch 20 of 224×224 crops with 5 slices, Adam lr 1e-4, betas (0.9, 0.999),
+    global-norm clip 0.5, constant rate. Each config adds its sources, budget, checkpoints and evaluations."""
+    config = base_config()
+    config.model.update(size="paper", variant=variant)
+    config.input.update(batch_size=20, crop_size=(224, 224), num_slices=5, num_threads=16, prefetch=4)
+    config.optimizer.update(name="adam", lr=1e-4, betas=(0.9, 0.999), grad_clip_norm=0.5, schedule="constant")
+    return config
+
+
 def apply_runlocal(config, *, steps: int = 4, crop: int = 32, slices: int = 3, batch: int = 2):
     """Shrinks `config` in place to a smoke run: `steps` updates on `crop`×`crop` crops of `slices` slices,
     global batch `batch`, the small model compiled for speed of compiling, two examples per evaluation,

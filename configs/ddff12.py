@@ -14,17 +14,14 @@ on the validation split (slices linspace(0, 9, 5), GT > 0; the test split has no
 Target (paper, DualFocus): MSE 4.7e-4, RMSE 0.0194, δ1 0.800 (HybridDepth: 5.1e-4 / 0.0200 / 0.789).
 """
 
-from configs.common import apply_runlocal, base_config, eval_split, parse_arg, train_source
+from configs.common import apply_runlocal, dfv_recipe_config, eval_split, parse_arg, train_source
 
 
 def get_config(arg=None):
     arg = parse_arg(arg, runlocal=False, variant="dualfocus")
-    config = base_config()
-    config.model.update(size="paper", variant=arg.variant)
-    config.input.update(batch_size=20, crop_size=(224, 224), num_slices=5, num_threads=16, prefetch=4)
+    config = dfv_recipe_config(arg.variant)
     config.input.sources.ddff12 = train_source("ddff12", "train", builder_config="official",
                                                slice_sampling="random_sorted", min_valid_fraction=0.8)
-    config.optimizer.update(name="adam", lr=1e-4, betas=(0.9, 0.999), grad_clip_norm=0.5, schedule="constant")
     config.train.update(total_steps=184_000, log_every_steps=200, validate_every_steps=2000)
     config.checkpoint.update(every_steps=2000, keep_latest=2, keep_best=1, best_metric="mse", best_mode="min")
     config.validation = eval_split("ddff12", "validation", "ddff12", builder_config="official", batch_size=8,

@@ -12,16 +12,13 @@ is evaluated). Evaluation: the 100 test scenes, DFV protocol (prediction and GT 
 Target (paper, DualFocus): MSE 0.015, RMSE 0.112, Bump 1.31 (DFV: 0.020 / 0.129 / 1.43).
 """
 
-from configs.common import apply_runlocal, base_config, eval_split, parse_arg, train_source
+from configs.common import apply_runlocal, dfv_recipe_config, eval_split, parse_arg, train_source
 
 
 def get_config(arg=None):
     arg = parse_arg(arg, runlocal=False, variant="dualfocus")
-    config = base_config()
-    config.model.update(size="paper", variant=arg.variant)
-    config.input.update(batch_size=20, crop_size=(224, 224), num_slices=5, num_threads=16, prefetch=4)
+    config = dfv_recipe_config(arg.variant)
     config.input.sources.fod500 = train_source("fod500", "train")
-    config.optimizer.update(name="adam", lr=1e-4, betas=(0.9, 0.999), grad_clip_norm=0.5, schedule="constant")
     config.train.update(total_steps=14_000, log_every_steps=100, validate_every_steps=1000)
     config.checkpoint.update(every_steps=1000, keep_latest=3, keep_best=0)
     config.evals.fod500_test = eval_split("fod500", "test", "fod500", batch_size=4, num_panels=4,

@@ -16,20 +16,17 @@ Target (paper, DualFocus): FoD500 MSE 0.015 / RMSE 0.112 / Bump 1.31; DDFF-12 MS
 δ1 0.800.
 """
 
-from configs.common import apply_runlocal, base_config, eval_split, parse_arg, train_source
+from configs.common import apply_runlocal, dfv_recipe_config, eval_split, parse_arg, train_source
 
 FOD500_DEPTH_SCALE = 0.2
 
 
 def get_config(arg=None):
     arg = parse_arg(arg, runlocal=False, variant="dualfocus")
-    config = base_config()
-    config.model.update(size="paper", variant=arg.variant)
-    config.input.update(batch_size=20, crop_size=(224, 224), num_slices=5, num_threads=16, prefetch=4)
+    config = dfv_recipe_config(arg.variant)
     config.input.sources.fod500 = train_source("fod500", "train", weight=400.0, depth_scale=FOD500_DEPTH_SCALE)
     config.input.sources.ddff12 = train_source("ddff12", "train", builder_config="official", weight=5269.0,
                                                slice_sampling="random_sorted", min_valid_fraction=0.8)
-    config.optimizer.update(name="adam", lr=1e-4, betas=(0.9, 0.999), grad_clip_norm=0.5, schedule="constant")
     config.train.update(total_steps=196_000, log_every_steps=200, validate_every_steps=2000)
     config.checkpoint.update(every_steps=2000, keep_latest=2, keep_best=1, best_metric="mse", best_mode="min")
     config.validation = eval_split("ddff12", "validation", "ddff12", builder_config="official", batch_size=8,
