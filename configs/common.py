@@ -15,6 +15,10 @@ from __future__ import annotations
 import ml_collections
 from ml_collections.config_dict import placeholder
 
+from dualfocus_jax.engine import CAMERA_NAMES, SCENE_FAMILIES
+from dualfocus_jax.engine.focus_schedules import COVERAGES, SPACINGS
+from dualfocus_jax.rendering.fft_layered import PSF_SHAPES
+
 ConfigDict = ml_collections.ConfigDict
 
 
@@ -44,6 +48,21 @@ def train_source(dataset: str, split: str, *, builder_config: str = "", weight: 
     return ConfigDict(dict(dataset=dataset, split=split, builder_config=builder_config, weight=weight,
                            depth_scale=depth_scale, slice_sampling=slice_sampling,
                            min_valid_fraction=min_valid_fraction))
+
+
+def engine_source(*, weight: float = 1.0, cameras=CAMERA_NAMES, families=SCENE_FAMILIES, spacings=SPACINGS,
+                  coverages=COVERAGES, psf_shapes=PSF_SHAPES, blur_range_px=(3.0, 40.0), degrade: bool = True,
+                  max_layers: int = 16, normalise_focus_range: bool = True):
+    """A training source drawn by the focal-stack engine (`dualfocus_jax.engine`) at each batch's shape
+    (input.slice_counts × input.crop_sizes); `normalise_focus_range` puts every example's depth loss in
+    fractions of its focus range (see `AugmentSettings`)."""
+    engine = ConfigDict(dict(cameras=tuple(cameras), families=tuple(families), spacings=tuple(spacings),
+                             coverages=tuple(coverages), psf_shapes=tuple(psf_shapes),
+                             blur_range_px=tuple(float(v) for v in blur_range_px), degrade=degrade,
+                             max_layers=max_layers))
+    return ConfigDict(dict(dataset="focal_engine", split="", builder_config="", weight=weight, depth_scale=1.0,
+                           slice_sampling="all", min_valid_fraction=0.0,
+                           normalise_focus_range=normalise_focus_range, engine=engine))
 
 
 def eval_split(dataset: str, split: str, protocol: str, *, builder_config: str = "", num_slices: int = 5,
@@ -78,6 +97,8 @@ def base_config():
         batch_size=8,           # global
         crop_size=(224, 224),   # (h, w); (0, 0) = full images (all the same size)
         num_slices=5,
+        slice_counts=(),        # several slice counts: each batch draws one ((), = num_slices only)
+        crop_sizes=(),          # several (h, w): each batch draws one ((), = crop_size only)
         max_crop_tries=10,
         flip_horizontal=True,
         flip_vertical=True,

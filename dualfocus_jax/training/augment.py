@@ -39,6 +39,10 @@ class AugmentSettings:
     max_crop_tries: candidate crops drawn before falling back to the candidate with the most valid pixels.
     flip_horizontal, flip_vertical: flip with probability 1/2 each.
     depth_scale: factor on depth and focus positions (DFV scales FoD500 by 0.2 when training with DDFF-12).
+    normalise_focus_range: also divide depth and focus by the example's focus range f_S − f_1, so every
+      example's depth loss is in fractions of its own range (the engine mixes 5 cm macro stacks with 50 m
+      landscapes; in metres the far ones would dominate the loss). The network's focus probabilities do not
+      depend on the unit (focus positions enter only the sort and the expectation).
     """
 
     num_slices: int
@@ -49,6 +53,7 @@ class AugmentSettings:
     flip_horizontal: bool = True
     flip_vertical: bool = True
     depth_scale: float = 1.0
+    normalise_focus_range: bool = False
 
     def __post_init__(self):
         if self.slice_sampling not in SLICE_SAMPLINGS:
@@ -126,12 +131,22 @@ def training_example(example: dict, rng: np.random.Generator, settings: AugmentS
                                                  settings.max_crop_tries, rng)
         rows, cols = slice(top, top + crop_h), slice(left, left + crop_w)
         stack, depth, valid = stack[:, rows, cols], depth[rows, cols], valid[rows, cols]
+    stack, focus, depth, valid = flipped_example({F.STACK: stack, F.FOCUS_POSITIONS: focus, F.DEPTH: depth,
+                                                  F.VALID: valid}, rng, settings)
+    return model_input(stack, focus, depth, valid, settings.depth_scale,
+                       normalise_focus_range=settings.normalise_focus_range)
+
+
+def flipped_example(example: dict, rng: np.random.Generator, settings: AugmentSettings):
+    """(stack, focus, depth, valid) of an example after its random flips (settings.flip_*)."""
+    stack, focus = example[F.STACK], np.asarray(example[F.FOCUS_POSITIONS], np.float32)
+    depth, valid = example[F.DEPTH], example[F.VALID]
     # Flips keep every slice aligned with the depth map: they act on H or W of all arrays alike.
     if settings.flip_horizontal and rng.random() < 0.5:
         stack, depth, valid = stack[:, :, ::-1], depth[:, ::-1], valid[:, ::-1]
     if settings.flip_vertical and rng.random() < 0.5:
         stack, depth, valid = stack[:, ::-1], depth[::-1], valid[::-1]
-    return model_input(stack, focus, depth, valid, settings.depth_scale)
+    return stack, focus, depth, valid
 
 
 def evaluation_example(example: dict, num_slices: int, slice_sampling: str, depth_scale: float = 1.0) -> dict:
@@ -142,10 +157,15 @@ def evaluation_example(example: dict, num_slices: int, slice_sampling: str, dept
                        np.asarray(example[F.DEPTH], np.float32), np.asarray(example[F.VALID], bool), depth_scale)
 
 
-def model_input(stack_SHWC_u8, focus_S, depth_HW, valid_HW, depth_scale: float) -> dict:
-    """uint8 stack → float32 [0, 1]; depth and focus × depth_scale; contiguous copies (flips are views)."""
+def model_input(stack_SHWC_u8, focus_S, depth_HW, valid_HW, depth_scale: float, *,
+                normalise_focus_range: bool = False) -> dict:
+    """uint8 stack → float32 [0, 1]; depth and focus × depth_scale (÷ the focus range when
+    `normalise_focus_range`); contiguous copies (flips are views)."""
     if stack_SHWC_u8.dtype != np.uint8:
         raise ValueError(f"dataset stacks must be uint8 (data_features layout), got {stack_SHWC_u8.dtype}.")
+    if normalise_focus_range:
+        focus_range = float(np.max(focus_S) - np.min(focus_S))
+        depth_scale = depth_scale / focus_range if focus_range > 0 else depth_scale
     return {
         "stack": np.ascontiguousarray(stack_SHWC_u8, np.float32) / np.float32(255.0),
         "focus": (np.asarray(focus_S, np.float32) * np.float32(depth_scale)),

@@ -2,26 +2,35 @@
 
 The global batch sequence is a pure function of the config and the seed, whatever the number of processes:
 
-    per source: records → shuffle(seed, reshuffled every epoch) → repeat → random_map(augment, seed)
-    mix sources by weight → batch(local batch) → keep every process_count-th batch from process_index
+    per source: records → shuffle(seed, reshuffled every epoch) → repeat
+    mix sources by weight → batch shape by position → random_map(augment, seed) → batch(local batch)
+    → keep every process_count-th batch from process_index
 
 so global batch g is the concatenation, in process order, of local batches g·P … g·P + P − 1, which is what
 `jax.make_array_from_process_local_data` assembles. One process with the global batch and two processes with
 half of it each see the same examples with the same augmentation (the augmentation's generator is seeded by
 the element's position in the mixed sequence, not by the process). Each process reads and augments only its
 own examples. The iterator's position is a small dict (`get_state`/`set_state`) saved with every checkpoint.
+
+Batches of several shapes: `input.slice_counts` and `input.crop_sizes` list the (S, h, w) a batch may have;
+global batch g draws its shape from (seed, g), so every example of it (on every process) has that shape and
+jit compiles once per listed shape. The source `focal_engine` (`dualfocus_jax.engine`) draws its stacks in
+the augmentation step, at the batch's shape; a TFDS source picks S of its slices (`slice_sampling`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import grain
 import numpy as np
 
-from dualfocus_jax.training.augment import AugmentSettings, training_example
+from dualfocus_jax.engine import EngineRecords, EngineSettings, draw_focal_stack, is_engine_record
+from dualfocus_jax.training.augment import AugmentSettings, flipped_example, model_input, training_example
 
 BATCH_KEYS = ("stack", "focus", "depth", "valid")
+ENGINE_DATASET = "focal_engine"
 
 
 def default_data_dir(data_dir: str | None) -> str:
@@ -52,16 +61,19 @@ def open_split(dataset: str, split: str, *, builder_config: str = "", data_dir: 
         missing = _is_missing_dataset(error)
         if not missing:
             raise
-        if prepare_if_missing:
-            from datasets.common.prepare import needs_manual_dir, prepare_dataset
+        from datasets.common.prepare import DATASET_NAMES, needs_manual_dir, prepare_dataset
 
+        if prepare_if_missing:
             if not needs_manual_dir(dataset):
                 prepare_dataset(dataset, root, config=builder_config or None)
                 return tfds.data_source(name, split=split, data_dir=root, download=False)
+        manual = dataset in DATASET_NAMES and needs_manual_dir(dataset)
         raise ValueError(
             f"dataset {name!r} is not prepared under {root}; run `python -m experiments.prepare_data "
-            f"--dataset={dataset}{' --config=' + builder_config if builder_config else ''} --data_dir={root}` "
-            "(see datasets/<name>/README.md for the files it needs), or set input.data_dir.") from error
+            f"--dataset={dataset}{' --config=' + builder_config if builder_config else ''}"
+            f"{' --manual_dir=<folder with its source files>' if manual else ''} --data_dir={root}`"
+            f"{f' (datasets/{dataset}/README.md says what goes in --manual_dir)' if manual else ''}, "
+            "or set input.data_dir.") from error
 
 
 def _has_prepared_version(root: str, name: str) -> bool:
@@ -94,7 +106,43 @@ def source_settings(source_config, input_config) -> AugmentSettings:
         flip_horizontal=bool(input_config.flip_horizontal),
         flip_vertical=bool(input_config.flip_vertical),
         depth_scale=float(source_config.depth_scale),
+        normalise_focus_range=bool(source_config.get("normalise_focus_range", False)),
     )
+
+
+def engine_settings(source_config) -> EngineSettings:
+    """`EngineSettings` of an `input.sources.<name>` block with dataset "focal_engine" (configs.common.engine_source)."""
+    engine = source_config.engine
+    return EngineSettings(cameras=tuple(engine.cameras), families=tuple(engine.families),
+                          spacings=tuple(engine.spacings), coverages=tuple(engine.coverages),
+                          psf_shapes=tuple(engine.psf_shapes), blur_range_px=tuple(engine.blur_range_px),
+                          degrade=bool(engine.degrade), max_layers=int(engine.max_layers))
+
+
+def batch_shapes(input_config) -> tuple[tuple[int, tuple[int, int]], ...]:
+    """Every (S, (h, w)) a training batch may have: input.slice_counts × input.crop_sizes (empty lists fall back
+    to input.num_slices and input.crop_size)."""
+    counts = tuple(int(v) for v in (input_config.get("slice_counts") or ())) or (int(input_config.num_slices),)
+    crops = tuple(tuple(int(v) for v in crop) for crop in (input_config.get("crop_sizes") or ())) or (
+        tuple(int(v) for v in input_config.crop_size),)
+    for count in counts:
+        if count < 2:
+            raise ValueError(f"input.slice_counts must all be ≥ 2 (a focal stack), got {counts}.")
+    return tuple((count, crop) for count in counts for crop in crops)
+
+
+class _BatchShape:
+    """Attaches the shape of its global batch to each element: global batch g holds mixed elements
+    g·B … g·B + B − 1 (B the global batch), and draws its (S, crop) from (seed, g)."""
+
+    def __init__(self, shapes, global_batch: int, seed: int):
+        self.shapes, self.global_batch, self.seed = shapes, global_batch, seed
+
+    def __call__(self, index, tagged):
+        if len(self.shapes) == 1:
+            return tagged, self.shapes[0]
+        batch_rng = np.random.default_rng([self.seed, 0x5EED, index // self.global_batch])
+        return tagged, self.shapes[int(batch_rng.integers(len(self.shapes)))]
 
 
 def stacked_batch(examples) -> dict[str, np.ndarray]:
@@ -123,9 +171,18 @@ def training_dataset(input_config, *, seed: int, process_index: int = 0, process
                          "choose a multiple of the process count.")
     if not input_config.sources:
         raise ValueError("input.sources is empty; name at least one dataset to train on.")
+    shapes = batch_shapes(input_config)
     datasets, weights = [], []
     for index, (name, source) in enumerate(sorted(input_config.sources.items())):
         records = (records_by_source or {}).get(name)
+        engine = None
+        if source.dataset == ENGINE_DATASET:
+            engine = engine_settings(source)
+            records = EngineRecords()
+        elif len(shapes) > 1 and source.slice_sampling == "all":
+            raise ValueError(f"source {name!r} keeps all its slices (slice_sampling='all') but batches have "
+                             f"{sorted({count for count, _ in shapes})} slices; set its slice_sampling to "
+                             "'random_sorted' (and slice_counts no larger than its stacks) or train it alone.")
         if records is None:
             records = open_split(source.dataset, source.split, builder_config=source.builder_config,
                                  data_dir=input_config.data_dir, prepare_if_missing=input_config.prepare_if_missing)
@@ -134,28 +191,36 @@ def training_dataset(input_config, *, seed: int, process_index: int = 0, process
         settings = source_settings(source, input_config)
         # Shuffled, then repeated: repeat reseeds the shuffle every epoch.
         dataset = grain.MapDataset.source(records).shuffle(seed=seed + 1000 * index).repeat()
-        datasets.append(dataset.map(_Tagged(settings)))
+        datasets.append(dataset.map(_Tagged(settings, engine)))
         weights.append(float(source.weight))
     mixed = datasets[0] if len(datasets) == 1 else grain.MapDataset.mix(datasets, weights)
+    shaped = mixed.map_with_index(_BatchShape(shapes, global_batch, seed))
     # Augment after mixing: the generator of element i is seeded by (seed, i), independent of processes.
-    augmented = mixed.random_map(_augment, seed=seed)
+    augmented = shaped.random_map(_augment, seed=seed)
     local_batch = global_batch // process_count
     batches = augmented.batch(local_batch, drop_remainder=True, batch_fn=stacked_batch)
     return batches[process_index::process_count]
 
 
 class _Tagged:
-    """Attaches a source's AugmentSettings to its records (a picklable callable, for grain workers)."""
+    """Attaches a source's AugmentSettings (and EngineSettings, for the engine) to its records (a picklable
+    callable, for grain workers)."""
 
-    def __init__(self, settings: AugmentSettings):
-        self.settings = settings
+    def __init__(self, settings: AugmentSettings, engine: EngineSettings | None):
+        self.settings, self.engine = settings, engine
 
     def __call__(self, record):
-        return record, self.settings
+        return record, self.settings, self.engine
 
 
-def _augment(tagged, rng: np.random.Generator) -> dict:
-    record, settings = tagged
+def _augment(shaped, rng: np.random.Generator) -> dict:
+    (record, settings, engine), (num_slices, crop_hw) = shaped
+    settings = dataclasses.replace(settings, num_slices=num_slices, crop_hw=crop_hw)
+    if engine is not None and is_engine_record(record):
+        drawn = draw_focal_stack(rng, engine, num_slices=num_slices, size=crop_hw)
+        stack, focus, depth, valid = flipped_example(drawn, rng, settings)
+        return model_input(stack, focus, depth, valid, settings.depth_scale,
+                           normalise_focus_range=settings.normalise_focus_range)
     return training_example(record, rng, settings)
 
 

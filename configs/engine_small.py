@@ -1,0 +1,36 @@
+"""The shipped model: the `small` DualFocus trained on the focal-stack engine, across cameras, slice counts
+and focus spacings, on 2 CPU cores.
+
+Command (resumable: rerun it after an interruption and it continues from the latest checkpoint):
+
+    python -m experiments.train --config configs/engine_small.py --workdir runs/engine_small
+    python -m experiments.evaluate_generalisation --checkpoint runs/engine_small   # the published tables
+
+Data: endless stacks of `dualfocus_jax.engine` (every camera of the catalogue, every scene family, 3–16
+slices spaced in distance, diopters or irregularly, ranges that bracket, cut or overshoot the scene, disc and
+Gaussian PSFs, noise, JPEG, residual misalignment), each batch of one slice count (3, 5, 7, 10 or 16) on
+64×64 crops; depth loss in fractions of each stack's focus range. Validation on the 40-scene synthetic_focal
+held-out scenes (train[180:]) keeps the best checkpoint by RMSE.
+Hardware: 2 CPU cores, about 2 hours for the default 20,000 updates (the engine draws in 2 grain threads
+beside the training). `configs/engine_small.py:runlocal` is a 4-step smoke run; `:steps=N` sets the budget.
+"""
+
+from configs.common import apply_runlocal, base_config, engine_source, eval_split, parse_arg
+
+
+def get_config(arg=None):
+    arg = parse_arg(arg, runlocal=False, steps=20000, variant="dualfocus")
+    config = base_config()
+    config.model.update(size="small", variant=arg.variant)
+    config.input.update(prepare_if_missing=True, batch_size=4, crop_size=(64, 64), num_slices=5,
+                        slice_counts=(3, 5, 7, 10, 16), num_threads=2, prefetch=4)
+    config.input.sources.engine = engine_source()
+    config.optimizer.update(name="adamw", lr=1e-3, weight_decay=1e-4, grad_clip_norm=1.0, schedule="warmup_cosine",
+                            warmup_steps=200, final_lr_fraction=0.05)
+    config.train.update(total_steps=arg.steps, log_every_steps=100, validate_every_steps=2000)
+    config.checkpoint.update(every_steps=500, keep_latest=2, keep_best=1, best_metric="rmse", best_mode="min")
+    config.validation = eval_split("synthetic_focal", "train[180:]", "synthetic_focal", batch_size=4, num_panels=0)
+    if arg.runlocal:
+        apply_runlocal(config)
+        config.input.slice_counts = (3, 4)
+    return config
