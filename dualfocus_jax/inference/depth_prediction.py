@@ -1,8 +1,9 @@
 """Depth, uncertainty and an all-in-focus image from one focal stack, by the network or the classical method.
 
 Both methods produce per-pixel weights over the slices, and depth is computed from them in the working
-units of `focus_units.py` (distance, or inverse distance for wide focus spans), so the two methods treat
-a user's focus values the same way.
+units of `focus_units.py` (distance, inverse distance for wide focus spans, diopter, disparity or slice
+index), so the two methods treat a user's focus values the same way. The network always gets the slices
+near to far (the order it was trained on); for diopters and disparities that is descending value.
 
 Slice counts: the shipped network was trained on 5 slices, but its encoder is per slice and its decoder is
 3D-convolutional along the slice axis, so any S >= 2 runs unchanged (10 slices: see
@@ -19,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dualfocus_jax.classical import FOCUS_MEASURES, estimate_depth_classical, focus_distribution
 from dualfocus_jax.inference.focus_units import FocusWorkingUnits, depth_from_slice_probabilities, focus_working_units
 from dualfocus_jax.model import DualFocusConfig, DualFocusNet
 
@@ -27,23 +29,29 @@ METHODS = ("network", "classical")
 
 @dataclasses.dataclass(frozen=True)
 class DepthPrediction:
-    """depth_HW, uncertainty_HW: float32, in the unit of the focus distances; all_in_focus_HWC in [0, 1];
-    units: how the focus distances were used (see focus_units.py)."""
+    """depth_HW, uncertainty_HW: float32, in the unit of the focus positions; all_in_focus_HWC in [0, 1];
+    units: how the focus positions were used (see focus_units.py); weights_SHW: the per-pixel weight of each
+    slice, in the order the slices were given (ascending focus position), summing to 1 (the all-in-focus
+    image is Σ_s w_s I_s)."""
 
     depth_HW: np.ndarray
     uncertainty_HW: np.ndarray
     all_in_focus_HWC: np.ndarray
     units: FocusWorkingUnits
+    weights_SHW: np.ndarray | None = None
 
 
 def predict_depth(images_SHWC: np.ndarray, focus_distances_S: np.ndarray, *, method: str = "network",
-                  params: dict | None = None, config: DualFocusConfig | None = None) -> DepthPrediction:
-    """Depth from a focal stack sorted by ascending focus distance (near to far).
+                  params: dict | None = None, config: DualFocusConfig | None = None,
+                  focus_unit: str = "distance") -> DepthPrediction:
+    """Depth from a focal stack sorted by ascending focus position (as a `FocalStack` holds it).
 
     Args:
       images_SHWC: (S, H, W, 3) float32 in [0, 1].
-      focus_distances_S: (S,) ascending, > 0, any unit.
+      focus_distances_S: (S,) ascending focus positions in `focus_unit` (distances > 0 in any length unit;
+        diopters and disparities of any sign; for "order", 0 = nearest .. S-1 = farthest).
       method: "network" (needs params and config) or "classical" (`estimate_depth_classical`, refined).
+      focus_unit: "distance", "diopter", "disparity" or "order" (focus_units.py).
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {METHODS}.")
@@ -51,14 +59,18 @@ def predict_depth(images_SHWC: np.ndarray, focus_distances_S: np.ndarray, *, met
     if images.ndim != 4 or images.shape[-1] != 3 or images.shape[0] != np.size(focus_distances_S):
         raise ValueError(f"images must be (S, H, W, 3) with S = number of focus distances "
                          f"({np.size(focus_distances_S)}), got {images.shape}.")
-    units = focus_working_units(focus_distances_S)
+    units = focus_working_units(focus_distances_S, focus_unit)
+    near_to_far = units.near_to_far_S
+    back_to_given = np.argsort(near_to_far)  # near-to-far index -> given (ascending) index
     if method == "network":
         if params is None or config is None:
             raise ValueError("method 'network' needs params and config (load_exported_checkpoint()).")
-        prob, aif = _network_probabilities(params, config, jnp.asarray(images))
-        depth, uncertainty = depth_from_slice_probabilities(np.asarray(prob), units)
-        return DepthPrediction(depth, uncertainty, np.clip(np.asarray(aif, np.float32), 0, 1), units)
-    return _classical(images, units)
+        prob, aif = _network_probabilities(params, config, jnp.asarray(images[near_to_far]))
+        prob = np.asarray(prob)
+        depth, uncertainty = depth_from_slice_probabilities(prob, units)
+        return DepthPrediction(depth, uncertainty, np.clip(np.asarray(aif, np.float32), 0, 1), units,
+                               prob[back_to_given].astype(np.float32))
+    return _classical(images[near_to_far], units, back_to_given)
 
 
 @functools.partial(jax.jit, static_argnums=(1,))
@@ -72,9 +84,8 @@ def _network_probabilities(params, config: DualFocusConfig, images_SHWC):
     return outputs["prob"][0], outputs["all_in_focus"][0]
 
 
-def _classical(images_SHWC: np.ndarray, units: FocusWorkingUnits) -> DepthPrediction:
-    from dualfocus_jax.classical import estimate_depth_classical
-
+def _classical(images_SHWC: np.ndarray, units: FocusWorkingUnits, back_to_given: np.ndarray) -> DepthPrediction:
+    """The classical baseline on slices in near-to-far order (its values need only be monotonic)."""
     result = estimate_depth_classical(jnp.asarray(images_SHWC), jnp.asarray(units.values_S, jnp.float32))
     depth = np.asarray(result.depth_HW, np.float64)
     uncertainty = np.asarray(result.uncertainty_HW, np.float64)
@@ -83,4 +94,9 @@ def _classical(images_SHWC: np.ndarray, units: FocusWorkingUnits) -> DepthPredic
         depth = 1.0 / np.clip(depth, units.values_S.min(), units.values_S.max())
         uncertainty = uncertainty * depth ** 2
     aif = np.clip(np.asarray(result.all_in_focus_HWC, np.float32), 0, 1)
-    return DepthPrediction(depth.astype(np.float32), uncertainty.astype(np.float32), aif, units)
+    # The slice weights behind its all-in-focus image (estimate_depth_classical's defaults: modified Laplacian,
+    # 9 px window, temperature 0.1), for an all-in-focus image at the input's full pixel grid.
+    weights = np.asarray(focus_distribution(FOCUS_MEASURES["modified_laplacian"](jnp.asarray(images_SHWC), window=9),
+                                            temperature=0.1), np.float32)
+    return DepthPrediction(depth.astype(np.float32), uncertainty.astype(np.float32), aif, units,
+                           weights[back_to_given])

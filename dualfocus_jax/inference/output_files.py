@@ -1,59 +1,310 @@
-"""The files `python -m dualfocus_jax.predict` writes: arrays for programs, pictures for people."""
+"""The files `dualfocus-predict` writes, and how they are written: atomically, into a folder one run owns.
+
+Files (depth and uncertainty at the input photos' pixel grid, float32, in the depth unit of metadata.json):
+
+    depth.npy, uncertainty.npy                NumPy float32 (H, W)
+    depth.exr, uncertainty.exr                OpenEXR, one float32 channel "Y" (Blender, Nuke, GIMP, darktable)
+    depth.tif, uncertainty.tif                32-bit float TIFF (photo editors, ImageJ, QGIS)
+    depth_16bit.png, uncertainty_16bit.png    16-bit grey PNG: value = offset + scale * pixel; offset, scale
+                                              and unit in its text chunks and in metadata.json
+    aif.png                                   the all-in-focus image (8-bit RGB, same grid)
+    depth.png, summary.png                    pictures for people (colour bar, slices, uncertainty)
+    points.ply                                with --ply, where depth converts to a distance
+    metadata.json                             units, focus positions, method, checkpoint, alignment, timings,
+                                              grids and the list of files; written LAST
+
+Writing: every file goes to a hidden temporary name in the folder and is renamed into place once complete,
+so no file that loads is ever partial. The folder is locked for the run (an advisory `fcntl` lock, released
+when the process ends, however it ends); a second run into the same folder is refused. When the new files are
+complete, the files of an earlier run are removed before the new ones are renamed in, and metadata.json comes
+last: a folder with metadata.json holds exactly one run's files; one without it holds no earlier run's files.
+"""
 
 from __future__ import annotations
 
+import json
 import os
+import tempfile
+import time
 
 import numpy as np
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 
 from dualfocus_jax.inference.depth_prediction import DepthPrediction
-from dualfocus_jax.inference.point_cloud import DEFAULT_FOV_DEG, depth_to_points, intrinsics_from_fov, write_ply
+from dualfocus_jax.inference.focus_units import FocusWorkingUnits
 from dualfocus_jax.visualize import Panel, save_panels_png, save_rgb_png, save_scalar_png
 
+try:  # POSIX only; elsewhere the folder is not locked (the files are still written atomically)
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None
 
-def write_prediction(out_dir: str, prediction: DepthPrediction, images_SHWC: np.ndarray, focus_distances_S,
-                     *, unit: str, title: str, ply: bool = False, fov_deg: float = DEFAULT_FOV_DEG) -> list[str]:
-    """Writes depth.npy, uncertainty.npy (float32 (H, W), unit of the focus distances), depth.png, aif.png,
-    summary.png and, with `ply`, points.ply; returns the paths written."""
-    os.makedirs(out_dir, exist_ok=True)
-    depth, uncertainty = prediction.depth_HW, prediction.uncertainty_HW
-    written = []
-    for name, array in (("depth.npy", depth), ("uncertainty.npy", uncertainty)):
-        path = os.path.join(out_dir, name)
-        np.save(path, np.asarray(array, np.float32))
-        written.append(path)
-    focus = np.asarray(focus_distances_S, np.float64)
-    depth_panel = _depth_panel(depth, focus, unit, prediction.units.mode)
-    written.append(save_scalar_png(os.path.join(out_dir, "depth.png"), depth_panel))
-    written.append(save_rgb_png(os.path.join(out_dir, "aif.png"), prediction.all_in_focus_HWC))
+METADATA_FILE = "metadata.json"
+LOCK_FILE = ".dualfocus_predict.lock"
+PARTIAL_MARK = ".partial-"
+# Every name a run may write: the files of an earlier run that this one does not rewrite are removed too.
+OUTPUT_FILES = ("depth.npy", "uncertainty.npy", "depth.exr", "uncertainty.exr", "depth.tif", "uncertainty.tif",
+                "depth_16bit.png", "uncertainty_16bit.png", "aif.png", "depth.png", "summary.png", "points.ply",
+                METADATA_FILE)
+
+
+class OutputFolderError(ValueError):
+    """An --out folder that cannot be written; the message names the problem and the fix."""
+
+
+def check_output_folder(out_dir: str) -> None:
+    """Raises OutputFolderError when `out_dir` is a file, lies under a file, cannot be created or written, or
+    another run holds it. Creates nothing; quick, so it runs before any heavy step."""
+    path = os.path.abspath(out_dir)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise OutputFolderError(f"--out {out_dir!r} is a file, not a folder; choose a folder for the outputs "
+                                "(it is created if missing).")
+    existing = path
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise OutputFolderError(f"--out {out_dir!r} cannot be created: {existing!r} is a file, not a folder.")
+    try:
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=".dualfocus-probe-"):
+            pass
+    except OSError as error:
+        raise OutputFolderError(f"--out {out_dir!r} is not writable ({existing!r}: {error.strerror or error}); "
+                                "choose a folder you can write to.") from None
+    if os.path.isdir(path):
+        holder = _lock_holder(path)
+        if holder:
+            raise OutputFolderError(_busy_message(out_dir, holder))
+
+
+class OutputFolder:
+    """Context manager owning `out_dir` for one run: lock on enter, stage files, `commit` them, unlock on exit.
+
+        with OutputFolder(out) as folder:
+            folder.stage("depth.npy", lambda path: np.save(path, depth))   # written to a temporary name
+            folder.commit(metadata)                                        # earlier files out, new files in
+    """
+
+    def __init__(self, out_dir: str):
+        self.out_dir = os.path.abspath(out_dir)
+        self._staged: list[tuple[str, str]] = []
+        self._lock = None
+
+    def __enter__(self) -> "OutputFolder":
+        check_output_folder(self.out_dir)
+        try:
+            os.makedirs(self.out_dir, exist_ok=True)
+            self._lock = open(os.path.join(self.out_dir, LOCK_FILE), "a+", encoding="utf-8")
+        except OSError as error:
+            raise OutputFolderError(f"cannot create --out {self.out_dir!r} ({error.strerror or error}).") from None
+        if fcntl is not None:
+            try:
+                fcntl.flock(self._lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                self._lock.seek(0)
+                holder = self._lock.read().strip() or "another process"
+                self._lock.close()
+                self._lock = None
+                raise OutputFolderError(_busy_message(self.out_dir, holder)) from None
+        self._lock.seek(0)
+        self._lock.truncate()
+        self._lock.write(f"pid {os.getpid()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        self._lock.flush()
+        for name in os.listdir(self.out_dir):  # leftovers of a run that was killed while writing
+            if PARTIAL_MARK in name:
+                _remove(os.path.join(self.out_dir, name))
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        for temporary, _ in self._staged:  # a failed run leaves no temporary files behind
+            _remove(temporary)
+        self._staged = []
+        if self._lock is not None:
+            self._lock.close()  # releases the lock
+            self._lock = None
+
+    def stage(self, name: str, write) -> str:
+        """Calls write(temporary path) and keeps the file for `commit`; returns the final path."""
+        base, extension = os.path.splitext(name)
+        temporary = os.path.join(self.out_dir, f".{base}{PARTIAL_MARK}{os.getpid()}{extension}")
+        self._staged.append((temporary, os.path.join(self.out_dir, name)))
+        write(temporary)
+        _fsync(temporary)
+        return os.path.join(self.out_dir, name)
+
+    def commit(self, metadata: dict) -> list[str]:
+        """Removes the files of an earlier run, renames the staged files into place, then writes
+        metadata.json (with the list of files) last; returns the final paths, metadata.json last."""
+        finals = [final for _, final in self._staged]
+        for name in OUTPUT_FILES:
+            _remove(os.path.join(self.out_dir, name))
+        for temporary, final in self._staged:
+            os.replace(temporary, final)
+        self._staged = []
+        metadata = dict(metadata, files=[os.path.basename(p) for p in finals] + [METADATA_FILE])
+        path = os.path.join(self.out_dir, METADATA_FILE)
+        temporary = os.path.join(self.out_dir, f".metadata{PARTIAL_MARK}{os.getpid()}.json")
+        with open(temporary, "w", encoding="utf-8") as handle:
+            json.dump(metadata, handle, indent=2, default=_json_default)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+        return finals + [path]
+
+
+def write_prediction(folder: OutputFolder, prediction: DepthPrediction, *, depth_HW: np.ndarray,
+                     uncertainty_HW: np.ndarray, all_in_focus_HWC: np.ndarray, images_SHWC: np.ndarray,
+                     focus_S, unit: str, title: str, points=None) -> dict:
+    """Stages every output file of one prediction in `folder` (call `folder.commit` after).
+
+    depth_HW, uncertainty_HW, all_in_focus_HWC: at the output (input photos') pixel grid; `prediction` and
+    images_SHWC at the working grid, for the pictures. points: (points (N, 3), colours (N, 3)) or None.
+    Returns the metadata of the files (the 16-bit PNG scales).
+    """
+    from dualfocus_jax.inference.point_cloud import write_ply
+
+    focus = np.asarray(focus_S, np.float64)
+    depth = np.asarray(depth_HW, np.float32)
+    uncertainty = np.asarray(uncertainty_HW, np.float32)
+    files: dict = {}
+    for name, array in (("depth", depth), ("uncertainty", uncertainty)):
+        folder.stage(f"{name}.npy", lambda path, a=array: _save_npy(path, a))
+        folder.stage(f"{name}.exr", lambda path, a=array, n=name: write_exr(path, a, quantity=n, unit=unit))
+        folder.stage(f"{name}.tif", lambda path, a=array: write_float_tiff(path, a))
+        if name == "depth":
+            low, high = float(focus.min()), float(focus.max())
+        else:
+            low, high = 0.0, float(max(np.max(uncertainty), 0.0))
+        scale = (high - low) / 65535.0 if high > low else 1.0
+        folder.stage(f"{name}_16bit.png", lambda path, a=array, n=name, lo=low, sc=scale:
+                     write_png16(path, a, offset=lo, scale=sc, quantity=n, unit=unit))
+        files[f"{name}_16bit.png"] = {"offset": low, "scale": scale, "unit": unit,
+                                      "value": f"{name} = offset + scale * pixel"}
+    folder.stage("aif.png", lambda path: save_rgb_png(path, all_in_focus_HWC, format="PNG", compress_level=1))
+    depth_panel = _depth_panel(prediction.depth_HW, focus, unit, prediction.units)
+    folder.stage("depth.png", lambda path: save_scalar_png(path, depth_panel, format="png"))
     picks = np.unique(np.linspace(0, len(focus) - 1, min(3, len(focus))).round().astype(int))
     panels = [Panel(f"slice {i + 1}/{len(focus)}: focus {focus[i]:.3g} {unit}", images_SHWC[i], kind="rgb")
               for i in picks]
+    small_uncertainty = prediction.uncertainty_HW
     panels += [depth_panel,
-               Panel(f"uncertainty (std, {unit})", uncertainty, cmap="magma", vmin=0.0,
-                     vmax=float(np.percentile(uncertainty, 98)) or None, label=unit),
+               Panel(f"uncertainty (std, {unit})", small_uncertainty, cmap="magma", vmin=0.0,
+                     vmax=float(np.percentile(small_uncertainty, 98)) or None, label=unit),
                Panel("all-in-focus", prediction.all_in_focus_HWC, kind="rgb")]
-    written.append(save_panels_png(os.path.join(out_dir, "summary.png"), panels, columns=3,
-                                   title=f"{title}\n{prediction.units.describe(unit)}"))
-    if ply:
-        h, w = depth.shape
-        points = depth_to_points(depth, intrinsics_from_fov(h, w, fov_deg))
-        written.append(write_ply(os.path.join(out_dir, "points.ply"), points,
-                                 prediction.all_in_focus_HWC.reshape(-1, 3)))
-    return written
+    folder.stage("summary.png", lambda path: save_panels_png(
+        path, panels, columns=3, title=f"{title}\n{prediction.units.describe(unit)}", format="png"))
+    if points is not None:
+        folder.stage("points.ply", lambda path: write_ply(path, points[0], points[1]))
+    return files
 
 
-def _depth_panel(depth_HW: np.ndarray, focus_S: np.ndarray, unit: str, mode: str) -> Panel:
-    """The colour-mapped depth (turbo_r: near red, far blue). Colours span the 1st-99th percentile of the
-    depths present, inside the focus range (depth cannot leave it). For wide focus spans (inverse-distance
-    mode) the map shows log10 depth, so near structure is not squeezed into one colour by the far values."""
+def write_exr(path: str, array_HW: np.ndarray, *, quantity: str = "depth", unit: str = "") -> str:
+    """One float32 channel "Y" (grey in viewers), ZIP-compressed; the quantity and unit as header strings."""
+    import OpenEXR  # only needed to write EXR files; kept off the import path of the library's other users
+
+    header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage,
+              "dualfocus_quantity": quantity, "dualfocus_unit": unit}
+    with OpenEXR.File(header, {"Y": np.ascontiguousarray(array_HW, np.float32)}) as handle:
+        handle.write(path)
+    return path
+
+
+def write_float_tiff(path: str, array_HW: np.ndarray) -> str:
+    """32-bit float grey TIFF (Pillow mode F), uncompressed (deflate takes 15x longer at 12 MP)."""
+    Image.fromarray(np.ascontiguousarray(array_HW, np.float32)).save(path, format="TIFF")
+    return path
+
+
+def write_png16(path: str, array_HW: np.ndarray, *, offset: float, scale: float, quantity: str, unit: str) -> str:
+    """16-bit grey PNG with pixel = round((value - offset) / scale), clipped to [0, 65535]; the text chunks
+    say how to convert back."""
+    pixels = np.clip(np.round((np.asarray(array_HW, np.float64) - offset) / scale), 0, 65535).astype(np.uint16)
+    info = PngInfo()
+    info.add_text("dualfocus_quantity", quantity)
+    info.add_text("dualfocus_unit", unit)
+    info.add_text("dualfocus_offset", repr(float(offset)))
+    info.add_text("dualfocus_scale", repr(float(scale)))
+    info.add_text("Description", f"{quantity} ({unit}) = {offset!r} + {scale!r} * pixel")
+    Image.fromarray(pixels).save(path, format="PNG", pnginfo=info, compress_level=1)  # fast; 5x smaller than raw
+    return path
+
+
+def read_png16(path: str) -> np.ndarray:
+    """The values of a PNG written by `write_png16` (float64), from its own text chunks."""
+    with Image.open(path) as image:
+        offset, scale = float(image.text["dualfocus_offset"]), float(image.text["dualfocus_scale"])
+        pixels = np.asarray(image).astype(np.float64)
+    return offset + scale * pixels
+
+
+def _save_npy(path: str, array: np.ndarray) -> None:
+    with open(path, "wb") as handle:  # np.save(path) would append ".npy" to the temporary name
+        np.save(handle, np.asarray(array, np.float32))
+
+
+def _depth_panel(depth_HW: np.ndarray, focus_S: np.ndarray, unit: str, units: FocusWorkingUnits) -> Panel:
+    """The colour-mapped depth (turbo_r: red = near, blue = far, whatever the unit). Colours span the
+    1st-99th percentile of the depths present, inside the focus range (depth cannot leave it). For wide
+    focus spans (inverse-distance mode) the map shows log10 depth, so near structure is not squeezed into
+    one colour by the far values; for diopters and disparities (larger = nearer) the colour map is reversed."""
     values, label, title = depth_HW.astype(np.float64), unit, f"depth ({unit})"
+    if units.relative:
+        title = "relative depth (slice units: 0 = nearest slice)"
     low_focus, high_focus = focus_S.min(), focus_S.max()
-    if mode == "inverse distance":
+    if units.mode == "inverse distance":
         values, label, title = np.log10(values), f"log10 depth ({unit})", f"depth ({unit}, log scale)"
         low_focus, high_focus = np.log10(low_focus), np.log10(high_focus)
     low, high = np.percentile(values, [1, 99])
     low, high = max(low, low_focus), min(high, high_focus)
     if not high > low:
         low, high = low_focus, high_focus
-    return Panel(title, values.astype(np.float32), vmin=float(low), vmax=float(high), label=label)
+    cmap = "turbo" if units.focus_unit in ("diopter", "disparity") else "turbo_r"
+    if units.focus_unit in ("diopter", "disparity"):
+        title += ", larger = nearer"
+    return Panel(title, values.astype(np.float32), vmin=float(low), vmax=float(high), label=label, cmap=cmap)
+
+
+def _busy_message(out_dir: str, holder: str) -> str:
+    return (f"--out {out_dir!r} is being written by another prediction ({holder}); wait for it to finish or "
+            "choose another --out.")
+
+
+def _lock_holder(path: str) -> str | None:
+    """Who holds the lock of `path` (a text), or None when nobody does."""
+    lock_path = os.path.join(path, LOCK_FILE)
+    if fcntl is None or not os.path.isfile(lock_path):
+        return None
+    try:
+        with open(lock_path, encoding="utf-8") as handle:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except OSError:
+                return handle.read().strip() or "another process"
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    except OSError:
+        return None
+    return None
+
+
+def _fsync(path: str) -> None:
+    try:
+        with open(path, "rb") as handle:
+            os.fsync(handle.fileno())
+    except OSError:
+        pass  # some file systems cannot fsync; the rename still keeps partial files out of sight
+
+
+def _remove(path: str) -> None:
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
+
+
+def _json_default(value):
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return str(value)
