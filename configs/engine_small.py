@@ -30,6 +30,8 @@ def get_config(arg=None):
     config.train.update(total_steps=arg.steps, log_every_steps=100, validate_every_steps=2000)
     config.checkpoint.update(every_steps=500, keep_latest=2, keep_best=1, best_metric="rmse", best_mode="min")
     config.validation = eval_split("synthetic_focal", "train[180:]", "synthetic_focal", batch_size=4, num_panels=0)
+    config.evals.test = eval_split("synthetic_focal", "test", "synthetic_focal", batch_size=4, num_panels=4,
+                                   compare_classical=True)
     if arg.runlocal:
         apply_runlocal(config)
         config.input.slice_counts = (3, 4)
