@@ -135,7 +135,7 @@ def test_non_numeric_focus_file(tmp_path):
 
 def test_integer_only_names_need_focus_positions(tmp_path):
     _write_slices(tmp_path, ["00.jpg", "01.jpg"])
-    with pytest.raises(FocalStackError, match="No focus position for '00.jpg'.*--focus_distances"):
+    with pytest.raises(FocalStackError, match="No focus positions.*'00.jpg'.*--focus_distances.*--focus_order"):
         load_focal_stack(tmp_path)
 
 

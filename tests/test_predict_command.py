@@ -47,16 +47,19 @@ def generated_stack(tmp_path_factory):
 
 
 def run(args):
-    return main([str(a) for a in args])
+    # The persistent compilation cache is tested on its own (test_predict_install.py); here it would write to ~.
+    return main([str(a) for a in args] + ["--nocompilation_cache"])
 
 
 def test_command_writes_every_output_with_depth_in_the_focus_unit(generated_stack, tmp_path, capsys):
     out = tmp_path / "out"
     assert run(["--stack", generated_stack, "--out", out, "--ply", "--fov_deg", "60"]) == 0
     log = capsys.readouterr().out
-    for stage in ("[1/4] loaded 5 slices", "[2/4] aligned", "[3/4] predicted (network)", "[4/4] wrote"):
+    for stage in ("[1/5] loaded 5 slices", "[2/5] aligned", "[3/5] predicted (network)", "[4/5] outputs",
+                  "[5/5] wrote"):
         assert stage in log
-    for name in ("depth.npy", "uncertainty.npy", "depth.png", "aif.png", "summary.png", "points.ply"):
+    for name in ("depth.npy", "uncertainty.npy", "depth.exr", "depth.tif", "depth_16bit.png", "depth.png",
+                 "aif.png", "summary.png", "points.ply", "metadata.json"):
         assert (out / name).stat().st_size > 0, name
     depth, uncertainty = np.load(out / "depth.npy"), np.load(out / "uncertainty.npy")
     assert depth.shape == uncertainty.shape == (HEIGHT, WIDTH)
@@ -91,11 +94,13 @@ def test_command_on_a_real_phone_stack(tmp_path, capsys):
     assert run(["--stack", REAL_DESK, "--out", out, "--max_size", "320"]) == 0
     log = capsys.readouterr().out
     assert "focus 0.35, 0.5, 0.9, 1.33, 2.21 m" in log and "aligned to slice 3" in log
+    assert "working at 320x241" in log  # 4080×3072 scaled to a 320 px long side
     depth = np.load(out / "depth.npy")
-    assert depth.shape == (241, 320) and depth.dtype == np.float32  # 4080×3072 scaled to a 320 px long side
+    assert depth.shape == (3072, 4080) and depth.dtype == np.float32  # the outputs are at the photos' grid
+    assert Image.open(out / "aif.png").size == (4080, 3072)
     assert np.all((depth >= 0.35 - 1e-5) & (depth <= 2.21 + 1e-5))
     # SOURCES.md: a carpeted floor seen at a low angle, depth grows from the bottom rows upwards.
-    bottom, middle = np.median(depth[-30:]), np.median(depth[105:135])
+    bottom, middle = np.median(depth[-390:]), np.median(depth[1340:1720])
     assert bottom + 0.15 < middle, (bottom, middle)
 
 
