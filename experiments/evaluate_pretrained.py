@@ -1,31 +1,57 @@
-"""Exports the shipped model from a training workdir and writes its evaluation next to the classical baseline.
+"""Exports a training workdir's model to a folder you name, and evaluates it beside the classical baseline.
+
+    python -m experiments.evaluate_pretrained --workdir runs/my_run --out runs/my_run/export --export_only
+    python -m experiments.evaluate_pretrained --workdir runs/my_run --out runs/my_run/export
+    python -m dualfocus_jax.predict --stack S --out O --checkpoint runs/my_run/export    # predicts with it
+
+Maintainers regenerate the model shipped with the package (and its results page) with
 
     python -m experiments.train --config configs/pretrained_small.py --workdir runs/pretrained_small
-    python -m experiments.evaluate_pretrained --workdir runs/pretrained_small
+    python -m experiments.evaluate_pretrained --workdir runs/pretrained_small --replace_shipped
 
-1. Exports the latest checkpoint's parameters + model config to dualfocus_jax/pretrained/small_synthetic/
-   (`save_exported_checkpoint`; --noexport skips it and evaluates what is already there).
+1. Exports the latest checkpoint's parameters + model config (the one the run recorded in
+   <workdir>/model.json; for older workdirs the one --config builds) to --out (`save_exported_checkpoint`).
+   The export is written beside the folder and renamed into place when complete. Nothing is written into
+   the shipped model `dualfocus_jax/pretrained/small_synthetic/` or `experiments/results/pretrained_small.md`
+   unless --replace_shipped says so. --noexport evaluates what is already in the folder.
 2. Renders the Middlebury motorcycle scene the way experiments/classical_demo.py does (layered thin lens,
    NYUv2 camera, focus positions evenly over the valid depth range), at --downscale, for 5 slices (the
    training setting) and 10; predicts with the exported network and with the classical baseline on the
    same stacks; scores where the ground truth lies inside the focus range.
-3. Copies the synthetic_focal test-split table the trainer wrote (<workdir>/eval/test/metrics.md: network,
-   untrained network, classical baseline on the same 40 scenes).
-Writes experiments/results/pretrained_small.md.
+3. Copies the test-split table the trainer wrote (<workdir>/eval/test/metrics.md).
+Writes <out>/evaluation.md (experiments/results/pretrained_small.md with --replace_shipped).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
+import shutil
+import sys
 import time
 
 RESULTS = os.path.join("experiments", "results", "pretrained_small.md")
+REPORT = "evaluation.md"
+SHIPPED_LABEL = "dualfocus_jax/pretrained/small_synthetic/"
+SHIPPED_NOTES = (
+    "- The network was trained on 5 slices only; 10-slice stacks run (the decoder is convolutional along the "
+    "slice axis) but are outside its training distribution, so compare the 5- and 10-slice rows above before "
+    "trusting it on long stacks (`--method=classical` is the fallback of the prediction command).",
+    "- Training data are procedural scenes in metres, ~[0.5, 10] m; the network never sees focus values, "
+    "so other units only change the expectation (see dualfocus_jax/inference/focus_units.py).",
+)
+EXPORT_NOTES = (
+    "- Compare the 5- and 10-slice rows above before trusting the network on stack lengths it was not trained "
+    "on (`--method=classical` is the fallback of the prediction command).",
+    "- The network never sees focus values, so other units only change the expectation (see "
+    "dualfocus_jax/inference/focus_units.py).",
+)
 
 
-def motorcycle_rows(params, config, *, num_slices: int, downscale: int) -> dict:
+def motorcycle_rows(params, config, *, num_slices: int, downscale: int, name: str = "shipped") -> dict:
     import jax.numpy as jnp
 
     from dualfocus_jax import metrics as dff_metrics
@@ -36,7 +62,7 @@ def motorcycle_rows(params, config, *, num_slices: int, downscale: int) -> dict:
     rendered = render_motorcycle_stack(num_slices, downscale=downscale)
     stack, focus, depth_gt, mask = rendered.stack, rendered.focus_m, rendered.depth_m, rendered.scored
     rows = {}
-    for label, method in ((f"dualfocus small (shipped), {num_slices} slices", "network"),
+    for label, method in ((f"dualfocus {config.size} ({name}), {num_slices} slices", "network"),
                           (f"classical + refinement, {num_slices} slices", "classical")):
         started = time.perf_counter()
         prediction = predict_depth(stack, focus, method=method, params=params, config=config)
@@ -47,60 +73,162 @@ def motorcycle_rows(params, config, *, num_slices: int, downscale: int) -> dict:
     return rows_from_arrays(rows), depth_gt.shape, focus
 
 
+def load_config_file(spec: str):
+    """`get_config(arg)` of a config file given as `path.py[:arg]` (as the training launcher takes it)."""
+    path, _, arg = spec.partition(":")
+    if not os.path.isfile(path):
+        raise ValueError(f"--config file not found: {path}")
+    module_spec = importlib.util.spec_from_file_location("exported_run_config", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module.get_config(arg or None)
+
+
+def run_model_config(workdir: str, config_spec: str):
+    """(DualFocusConfig, where it came from): the model config the run recorded (<workdir>/model.json, written
+    by the trainer) or, for older workdirs, the one the --config file builds."""
+    from dualfocus_jax.model import DualFocusConfig
+    from dualfocus_jax.training.trainer import RUN_MODEL, model_config_from
+
+    recorded = os.path.join(workdir, RUN_MODEL)
+    if os.path.isfile(recorded):
+        with open(recorded, encoding="utf-8") as handle:
+            return DualFocusConfig.from_config_dict(json.load(handle)["model_config"]), recorded
+    return model_config_from(load_config_file(config_spec).model), config_spec
+
+
+def run_sources(workdir: str) -> str:
+    """The training data of a run in words, from its recorded config (<workdir>/config.json)."""
+    from dualfocus_jax.training.trainer import RUN_CONFIG
+
+    path = os.path.join(workdir, RUN_CONFIG)
+    if not os.path.isfile(path):
+        return "(not recorded in the workdir)"
+    with open(path, encoding="utf-8") as handle:
+        sources = json.load(handle).get("input", {}).get("sources", {})
+    return "; ".join(f"{source.get('dataset')} {source.get('split')}".strip() for source in sources.values())
+
+
+def check_destination(out: str, shipped: str, replace_shipped: bool, noexport: bool) -> None:
+    """ValueError (before any work) for a destination that would lose something: the shipped model without
+    --replace_shipped, or a non-empty folder that is not an earlier export."""
+    out, shipped = os.path.abspath(out), os.path.abspath(shipped)
+    if not replace_shipped and (out == shipped or out.startswith(shipped + os.sep)):
+        raise ValueError(f"--out {out} is the model shipped with the package; pass --replace_shipped (instead of "
+                         "--out) to replace it on purpose, or name another folder.")
+    if noexport:
+        if not os.path.isfile(os.path.join(out, "model_config.json")):
+            raise ValueError(f"--noexport evaluates an existing export, but {out} holds none (no model_config.json).")
+        return
+    if os.path.isfile(out):
+        raise ValueError(f"--out {out} is a file; name a folder to export to.")
+    if os.path.isdir(out) and os.listdir(out) and not os.path.isfile(os.path.join(out, "model_config.json")):
+        raise ValueError(f"--out {out} is not empty and holds no earlier export (no model_config.json); name a new "
+                         "or empty folder so nothing in it is overwritten.")
+
+
+def export(workdir: str, out: str, config_spec: str, command: str) -> int:
+    """Writes the export into a sibling temporary folder and renames it into place (an earlier export there is
+    replaced only once the new one is complete). Returns the exported step."""
+    from dualfocus_jax.inference import save_exported_checkpoint
+    from dualfocus_jax.training.checkpointing import restore_params
+
+    params, step = restore_params(workdir)
+    model_config, source = run_model_config(workdir, config_spec)
+    provenance = {"trained_by": (f"python -m experiments.train --config {config_spec} --workdir {workdir}"
+                                 if source == config_spec else f"the run in {workdir} (resolved config: "
+                                 f"{os.path.join(workdir, 'config.json')})"),
+                  "workdir": os.path.abspath(workdir), "step": int(step), "data": run_sources(workdir),
+                  "model_config_from": source, "exported_by": command}
+    variables = params if "params" in params else {"params": params}  # restore_params gives {'params': ...}
+    out = os.path.abspath(out)
+    staging, previous = f"{out}.exporting-{os.getpid()}", f"{out}.replaced-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        save_exported_checkpoint(staging, variables, model_config, provenance=provenance)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if os.path.isdir(out):
+        os.rename(out, previous)
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    os.rename(staging, out)
+    shutil.rmtree(previous, ignore_errors=True)
+    return int(step)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--workdir", default="runs/pretrained_small")
-    parser.add_argument("--config", default="configs/pretrained_small.py")
-    parser.add_argument("--noexport", action="store_true")
+    parser.add_argument("--workdir", default="runs/pretrained_small", help="training workdir to export")
+    parser.add_argument("--out", help="folder to export the model to (and write evaluation.md into)")
+    parser.add_argument("--replace_shipped", action="store_true",
+                        help=f"export to the shipped model {SHIPPED_LABEL} and rewrite {RESULTS} (maintainers)")
+    parser.add_argument("--config", default="configs/pretrained_small.py",
+                        help="config of the run, for workdirs that did not record model.json")
+    parser.add_argument("--noexport", action="store_true", help="evaluate the export already in the folder")
+    parser.add_argument("--export_only", action="store_true", help="export without evaluating")
     parser.add_argument("--downscale", type=int, default=2)
     args = parser.parse_args(argv)
+    command = "python -m experiments.evaluate_pretrained " + " ".join(argv if argv is not None else sys.argv[1:])
 
-    from dualfocus_jax.inference import DEFAULT_CHECKPOINT, load_exported_checkpoint, save_exported_checkpoint
+    from dualfocus_jax.inference import DEFAULT_CHECKPOINT, load_exported_checkpoint
     from dualfocus_jax.metrics_report import metrics_markdown
+    from dualfocus_jax.training.checkpointing import CheckpointError, latest_saved_step
 
-    if not args.noexport:
-        from configs.pretrained_small import get_config
-        from dualfocus_jax.training.checkpointing import restore_params
-        from dualfocus_jax.training.trainer import model_config_from
-
-        config = get_config()
-        params, step = restore_params(args.workdir)
-        provenance = {"trained_by": f"python -m experiments.train --config {args.config} --workdir {args.workdir}",
-                      "step": int(step), "data": "synthetic_focal train[:180] (embedded procedural scenes)",
-                      "focus_unit_in_training": "metres, ~[0.5, 10]", "slices_in_training": 5}
-        variables = params if "params" in params else {"params": params}  # restore_params gives {'params': ...}
-        save_exported_checkpoint(DEFAULT_CHECKPOINT, variables, model_config_from(config.model),
-                                 provenance=provenance)
-        print(f"exported step {step} to {DEFAULT_CHECKPOINT}", flush=True)
-    params, model_config = load_exported_checkpoint()
-    with open(os.path.join(DEFAULT_CHECKPOINT, "model_config.json"), encoding="utf-8") as handle:
+    if bool(args.out) == bool(args.replace_shipped):
+        parser.error(f"name the folder to export to with --out FOLDER (replacing the shipped model {SHIPPED_LABEL} "
+                     f"and {RESULTS} needs --replace_shipped instead)." if not args.out else
+                     "pass either --out FOLDER or --replace_shipped, not both.")
+    out = DEFAULT_CHECKPOINT if args.replace_shipped else os.path.abspath(args.out)
+    try:
+        check_destination(out, DEFAULT_CHECKPOINT, args.replace_shipped, args.noexport)
+        if not args.noexport:
+            if latest_saved_step(args.workdir) is None:
+                raise ValueError(f"no checkpoint in {os.path.join(os.path.abspath(args.workdir), 'checkpoints')}; "
+                                 "train first, or point --workdir at a training workdir.")
+            step = export(args.workdir, out, args.config, command)
+            print(f"exported step {step} of {os.path.abspath(args.workdir)} to {out}", flush=True)
+        params, model_config = load_exported_checkpoint(out)
+    except (ValueError, CheckpointError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    if args.export_only:
+        print(f"predict with it: python -m dualfocus_jax.predict --stack FOLDER --out FOLDER --checkpoint {out}",
+              flush=True)
+        return 0
+    with open(os.path.join(out, "model_config.json"), encoding="utf-8") as handle:
         provenance = json.load(handle)["provenance"]
-    size_mb = sum(os.path.getsize(os.path.join(root, name)) for root, _, names in os.walk(DEFAULT_CHECKPOINT)
+    size_mb = sum(os.path.getsize(os.path.join(root, name)) for root, _, names in os.walk(out)
                   for name in names) / 1e6
 
     sections = []
     for num_slices in (5, 10):
-        rows, shape, focus = motorcycle_rows(params, model_config, num_slices=num_slices, downscale=args.downscale)
+        rows, shape, focus = motorcycle_rows(params, model_config, num_slices=num_slices, downscale=args.downscale,
+                                             name="shipped" if args.replace_shipped else "exported")
         network, classical = (values["rmse"] for values in rows.values())
         verdict = (f"The network's RMSE is {network / classical:.2f}x the classical baseline's "
                    f"({'better' if network < classical else 'worse'}).")
         sections.append(f"### Motorcycle (Middlebury), {num_slices} slices, {shape[1]}x{shape[0]} px\n\n"
-                        f"Focus positions (m): {', '.join(f'{f:.2f}' for f in focus)}.\n\n{metrics_markdown(rows)}\n\n"
-                        f"{verdict}\n")
+                        f"Focus positions (m): {', '.join(f'{f:.2f}' for f in focus)}.\n\n"
+                        f"{metrics_markdown(rows)}\n\n{verdict}\n")
     test_table = os.path.join(args.workdir, "eval", "test", "metrics.md")
     synthetic = (open(test_table, encoding="utf-8").read().strip() if os.path.isfile(test_table)
                  else f"(no {test_table}: run the training command first)")
+    title = ("# The shipped model: small DualFocus trained on synthetic_focal" if args.replace_shipped else
+             f"# Exported model: DualFocus {model_config.size}/{model_config.variant}")
+    label = SHIPPED_LABEL if args.replace_shipped else out
     text = "\n".join([
-        "# The shipped model: small DualFocus trained on synthetic_focal",
+        title,
         "",
-        f"Checkpoint: `dualfocus_jax/pretrained/small_synthetic/` ({size_mb:.1f} MB), step {provenance.get('step')}, "
+        f"Checkpoint: `{label}` ({size_mb:.1f} MB), step {provenance.get('step')}, "
         f"trained by `{provenance.get('trained_by')}`.",
-        f"Written by `python -m experiments.evaluate_pretrained --workdir {args.workdir}` on "
-        f"{platform.machine()} CPU ({os.cpu_count()} cores, shared), JAX CPU backend.",
+        f"Written by `{command.strip()}` on {platform.machine()} CPU ({os.cpu_count()} cores, shared), "
+        "JAX CPU backend.",
         "Depth metrics in metres (rmse, mae lower is better; delta1..3 higher is better), masked to ground truth "
         "inside the focus range. Lower rows use the same inputs as the network row.",
         "",
-        "## synthetic_focal test split (40 scenes, 128x128, 5 slices)",
+        ("## synthetic_focal test split (40 scenes, 128x128, 5 slices)" if args.replace_shipped else
+         "## Test split of the training run"),
         "",
         "From the trainer's report (`<workdir>/eval/test/metrics.md`):",
         "",
@@ -111,16 +239,15 @@ def main(argv=None) -> int:
         *sections,
         "## Notes",
         "",
-        "- The network was trained on 5 slices only; 10-slice stacks run (the decoder is convolutional along the "
-        "slice axis) but are outside its training distribution, so compare the 5- and 10-slice rows above before "
-        "trusting it on long stacks (`--method=classical` is the fallback of the prediction command).",
-        "- Training data are procedural scenes in metres, ~[0.5, 10] m; the network never sees focus values, "
-        "so other units only change the expectation (see dualfocus_jax/inference/focus_units.py).",
+        *(SHIPPED_NOTES if args.replace_shipped else EXPORT_NOTES),
     ])
-    os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
-    with open(RESULTS, "w", encoding="utf-8") as handle:
+    report = RESULTS if args.replace_shipped else os.path.join(out, REPORT)
+    os.makedirs(os.path.dirname(report), exist_ok=True)
+    with open(report + ".tmp", "w", encoding="utf-8") as handle:
         handle.write(text + "\n")
+    os.replace(report + ".tmp", report)
     print(text)
+    print(f"wrote {report}", flush=True)
     return 0
 
 

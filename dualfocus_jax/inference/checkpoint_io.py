@@ -93,7 +93,8 @@ def read_checkpoint_config(folder: str) -> DualFocusConfig:
     path = os.path.join(folder, CONFIG_FILE)
     if not os.path.isfile(path):
         hint = (" It looks like a training workdir: export it with `python -m experiments.evaluate_pretrained "
-                f"--workdir {folder}`." if os.path.isdir(os.path.join(folder, "checkpoints")) else "")
+                f"--workdir {folder} --out {os.path.join(folder, 'export')} --export_only` and pass --checkpoint "
+                f"{os.path.join(folder, 'export')}." if os.path.isdir(os.path.join(folder, "checkpoints")) else "")
         raise CheckpointError(f"{folder!r} is not an exported DualFocus checkpoint: no {CONFIG_FILE}.{hint}")
     try:
         with open(path, encoding="utf-8") as handle:

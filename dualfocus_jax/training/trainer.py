@@ -10,7 +10,9 @@ launcher (`experiments/train.py`) only parses flags and calls this.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
+import sys
 import time
 
 import jax
@@ -24,10 +26,16 @@ from dualfocus_jax.training.evaluate import (EvaluationResult, evaluate_classica
                                              prediction_function)
 from dualfocus_jax.training.input_pipeline import open_split, training_iterator
 from dualfocus_jax.training.metric_log import MetricLog
-from dualfocus_jax.training.train_state import initial_train_state, learning_rate_schedule, make_optimizer
+from dualfocus_jax.training.train_state import (PARAM_ABS_LIMIT, initial_train_state, learning_rate_schedule,
+                                                make_optimizer)
 from dualfocus_jax.training.train_step import make_train_step, raise_if_not_finite
 
 MODES = ("train", "eval", "train_and_eval")
+# Written into the workdir when training starts: the resolved experiment config and the full model config.
+# A resume compares them with the new config (model and optimizer must match; see `check_resume_matches`).
+RUN_CONFIG = "config.json"
+RUN_MODEL = "model.json"
+RESUME_MUST_MATCH = ("model", "optimizer")
 
 
 def model_config_from(model_block) -> DualFocusConfig:
@@ -40,6 +48,87 @@ def say(message: str) -> None:
     """Progress output of process 0 (flushed at once, so a person or a parent process sees it live)."""
     if jax.process_index() == 0:
         print(message, flush=True)
+
+
+def warn(message: str) -> None:
+    """A warning of process 0, on stderr."""
+    if jax.process_index() == 0:
+        print(message, file=sys.stderr, flush=True)
+
+
+def _config_json(config) -> dict:
+    return json.loads(config.to_json_best_effort())
+
+
+def _differences(stored, current, prefix: str) -> list[str]:
+    """'prefix.key: stored → current' for each leaf value that differs between two JSON trees."""
+    if isinstance(stored, dict) and isinstance(current, dict):
+        found = []
+        for key in sorted(set(stored) | set(current)):
+            found += _differences(stored.get(key, "(absent)"), current.get(key, "(absent)"), f"{prefix}.{key}")
+        return found
+    return [] if stored == current else [f"{prefix}: {stored!r} in the checkpoints, {current!r} now"]
+
+
+def check_resume_matches(workdir: str, config, model_config: DualFocusConfig) -> None:
+    """Before any heavy work: when `workdir` holds checkpoints and the config its run recorded, compares the
+    model and optimizer blocks (and the full model config they resolve to) with the new config.
+
+    Another model size, variant or architecture, another optimizer, or gradient clipping switched on or off
+    (each changes the arrays of the saved state) raise one CheckpointMismatchError listing every difference.
+    A changed setting that keeps the state's arrays (a lower learning rate after a divergence, a loss weight)
+    is allowed, with a warning naming it. Workdirs from before these records are checked array by array at
+    restore instead.
+    """
+    path = os.path.join(workdir, RUN_CONFIG)
+    if not os.path.isfile(path) or checkpointing.latest_saved_step(workdir) is None:
+        return
+    try:
+        with open(path, encoding="utf-8") as handle:
+            stored = json.load(handle)
+    except (OSError, ValueError) as error:
+        warn(f"warning: cannot read {path} ({type(error).__name__}); the restore will compare the arrays instead.")
+        return
+    current = _config_json(config)
+    changed = {block: _differences(stored.get(block, {}), current.get(block, {}), block)
+               for block in RESUME_MUST_MATCH}
+    tunable = {f"model.{key}" for key in current["model"]} - {"model.size", "model.variant"}
+    tunable |= {f"optimizer.{key}" for key in current["optimizer"]} - {"optimizer.name"}
+    blocking = [line for lines in changed.values() for line in lines if line.split(":")[0] not in tunable]
+    clip_before = float(stored.get("optimizer", {}).get("grad_clip_norm", 0) or 0) > 0
+    if clip_before != (float(config.optimizer.grad_clip_norm) > 0):
+        blocking.append(f"optimizer.grad_clip_norm: clipping {'on' if clip_before else 'off'} in the checkpoints, "
+                        f"{'off' if clip_before else 'on'} now (its state is part of the checkpoint)")
+    model_path = os.path.join(workdir, RUN_MODEL)
+    if os.path.isfile(model_path):
+        try:
+            with open(model_path, encoding="utf-8") as handle:
+                stored_model = json.load(handle)["model_config"]
+            resolved = _differences(stored_model, json.loads(json.dumps(model_config.to_dict())), "model")
+            blocking += [line for line in resolved if line.split(":")[0] not in tunable and line not in blocking]
+        except (OSError, ValueError, KeyError) as error:
+            warn(f"warning: cannot read {model_path} ({type(error).__name__}); not compared.")
+    allowed = [line for lines in changed.values() for line in lines if line not in blocking]
+    if blocking:
+        raise checkpointing.CheckpointMismatchError(
+            f"{workdir} holds checkpoints (latest step {checkpointing.latest_saved_step(workdir)}) of a run with "
+            f"another model or optimizer; {len(blocking + allowed)} difference(s):\n  "
+            + "\n  ".join(blocking + allowed)
+            + f"\nResume with the settings it was trained with (recorded in {path}), or pass a new --workdir "
+            "for a new run.")
+    if allowed:
+        warn("warning: resuming with changed settings: " + "; ".join(allowed))
+
+
+def write_run_config(workdir: str, config, model_config: DualFocusConfig) -> None:
+    """<workdir>/config.json (the resolved experiment config) and model.json (the full model config), each
+    written to a temporary name and renamed, so a crash never leaves half a file."""
+    records = {RUN_CONFIG: _config_json(config), RUN_MODEL: {"model_config": model_config.to_dict()}}
+    for name, record in records.items():
+        path = os.path.join(workdir, name)
+        with open(path + ".tmp", "w", encoding="utf-8") as handle:
+            json.dump(record, handle, indent=2, default=str)
+        os.replace(path + ".tmp", path)
 
 
 def train_and_evaluate(config, workdir: str, mode: str = "train_and_eval") -> dict:
@@ -58,6 +147,9 @@ def train_and_evaluate(config, workdir: str, mode: str = "train_and_eval") -> di
     if mode == "eval" and checkpointing.latest_saved_step(workdir) is None:
         raise ValueError(f"--mode=eval needs a checkpoint in {checkpointing.checkpoint_dir(workdir)}; "
                          "train first (--mode=train or train_and_eval), or point --workdir at a trained run.")
+    optimizer = make_optimizer(config.optimizer, total_steps)  # validates the optimizer block
+    schedule = learning_rate_schedule(config.optimizer, total_steps)
+    check_resume_matches(workdir, config, model_config)
 
     # ---------------------------------------------------------------- setup
     if config.compilation_cache_dir:
@@ -68,6 +160,8 @@ def train_and_evaluate(config, workdir: str, mode: str = "train_and_eval") -> di
         compilation_cache.reset_cache()  # takes the new folder even if this process compiled before
     os.makedirs(workdir, exist_ok=True)
     is_writer = jax.process_index() == 0
+    if is_writer and mode != "eval":
+        write_run_config(workdir, config, model_config)
     metric_log = MetricLog(workdir, enabled=is_writer)
     say(f"== DualFocus {model_config.size}/{model_config.variant} in {workdir} ({mode})")
 
@@ -83,8 +177,6 @@ def train_and_evaluate(config, workdir: str, mode: str = "train_and_eval") -> di
                                       process_count=jax.process_count())
 
     # ---------------------------------------------------------------- model and optimizer
-    optimizer = make_optimizer(config.optimizer, total_steps)
-    schedule = learning_rate_schedule(config.optimizer, total_steps)
     init_rng = jax.random.key(int(config.seed))
     fresh_state = initial_train_state(model_config, optimizer, init_rng)
     say(f"== model: {parameter_count(fresh_state.params):,} parameters; optimizer {config.optimizer.name} "
@@ -94,8 +186,9 @@ def train_and_evaluate(config, workdir: str, mode: str = "train_and_eval") -> di
     state = mesh_lib.replicated_on_mesh(fresh_state, mesh)
     del fresh_state
     results: dict = {"evals": {}}
-    with checkpointing.checkpoint_manager(workdir, config.checkpoint) as manager:
-        state, restored_step = checkpointing.restore_latest(manager, state, data_iterator)
+    with checkpointing.Checkpoints(workdir, config.checkpoint) as checkpoints:
+        state, restored_step = checkpoints.restore_latest(state, data_iterator, quarantine=mode != "eval",
+                                                          warn=warn)
         start_step = int(restored_step or 0)
         say(f"== {'resumed from checkpoint at step ' + str(start_step) if restored_step else 'starting from step 0'}")
 
@@ -113,7 +206,11 @@ def train_and_evaluate(config, workdir: str, mode: str = "train_and_eval") -> di
                 batch = mesh_lib.global_batch_array(next(data_iterator), mesh)
                 state, metrics = train_step(state, batch)
                 metrics = {name: float(value) for name, value in jax.device_get(metrics).items()}
-                raise_if_not_finite(metrics, step, last_saved, checkpointing.checkpoint_dir(workdir))
+                # The state of this update is checked (finite, not exploding) before it can be saved.
+                raise_if_not_finite(metrics, step, last_saved, checkpointing.checkpoint_dir(workdir),
+                                    param_abs_limit=float(config.train.get("max_param_abs", PARAM_ABS_LIMIT)))
+                del metrics["opt_state_nonfinite"]
+                checkpoints.check_pending()  # a failed asynchronous save stops the run here, not later
                 if step % int(config.train.log_every_steps) == 0 or step == total_steps:
                     elapsed = time.perf_counter() - tick
                     metrics["steps_per_second"] = (step - tick_step) / max(elapsed, 1e-9)
@@ -128,11 +225,10 @@ def train_and_evaluate(config, workdir: str, mode: str = "train_and_eval") -> di
                                                 config.validation, predict=predict).metrics
                     metric_log.write("validation", step, validation)
                     say(f"validation at step {step}: " + ", ".join(f"{k}={v:.4g}" for k, v in validation.items()))
-                if checkpointing.save_checkpoint(manager, step, state, data_iterator, metrics=validation,
-                                                 force=is_last):
+                if checkpoints.save(step, state, data_iterator, metrics=validation, force=is_last):
                     last_saved = step
                     say(f"checkpoint at step {step}")
-            manager.wait_until_finished()
+            checkpoints.finish()
         results["step"] = int(jax.device_get(state.step))
 
         # ------------------------------------------------------------ evaluations
