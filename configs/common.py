@@ -91,6 +91,9 @@ def base_config():
         tau_rel=placeholder(float), smooth_l1_beta=placeholder(float), solver=placeholder(str),
         solver_stride=placeholder(int), pad_mode=placeholder(str), conv3d_impl=placeholder(str),
         project_unimodal_at_inference=placeholder(bool)))
+    # Initialisation of a new run ("" = random): an exported checkpoint folder whose parameters start the run
+    # (same architecture; the optimizer starts fresh). A resumed run ignores it: its checkpoint wins.
+    config.model_init = ConfigDict(dict(checkpoint=""))
     config.input = ConfigDict(dict(
         data_dir="",            # TFDS data_dir; "" = $TFDS_DATA_DIR or ~/tensorflow_datasets
         prepare_if_missing=False,  # prepare datasets that need no manual files on first use

@@ -13,13 +13,21 @@ Gaussian PSFs, noise, JPEG, residual misalignment), each batch of one slice coun
 held-out scenes (train[180:]) keeps the best checkpoint by RMSE.
 Hardware: 2 CPU cores, about 2 hours for the default 20,000 updates (the engine draws in 2 grain threads
 beside the training). `configs/engine_small.py:runlocal` is a 4-step smoke run; `:steps=N` sets the budget.
+
+Second stage (`configs/engine_small.py:stage=2`): starts from the first stage's export
+(`dualfocus_jax/pretrained/small_engine_candidate`, via config.model_init.checkpoint) and goes on with a lower
+learning rate on 64² and 96² crops, so the network sees more context around depth edges and textureless
+patches than 64² crops give; 8,000 updates by default.
 """
 
 from configs.common import apply_runlocal, base_config, engine_source, eval_split, parse_arg
 
 
+FIRST_STAGE_EXPORT = "dualfocus_jax/pretrained/small_engine_candidate"
+
+
 def get_config(arg=None):
-    arg = parse_arg(arg, runlocal=False, steps=20000, variant="dualfocus")
+    arg = parse_arg(arg, runlocal=False, steps=0, variant="dualfocus", stage=1)
     config = base_config()
     config.model.update(size="small", variant=arg.variant)
     config.input.update(prepare_if_missing=True, batch_size=4, crop_size=(64, 64), num_slices=5,
@@ -27,7 +35,14 @@ def get_config(arg=None):
     config.input.sources.engine = engine_source()
     config.optimizer.update(name="adamw", lr=1e-3, weight_decay=1e-4, grad_clip_norm=1.0, schedule="warmup_cosine",
                             warmup_steps=200, final_lr_fraction=0.05)
-    config.train.update(total_steps=arg.steps, log_every_steps=100, validate_every_steps=2000)
+    if arg.stage == 2:
+        config.model_init.checkpoint = FIRST_STAGE_EXPORT
+        config.input.crop_sizes = ((64, 64), (96, 96))
+        config.optimizer.update(lr=3e-4, warmup_steps=100)
+    elif arg.stage != 1:
+        raise ValueError(f"configs/engine_small.py: stage must be 1 or 2, not {arg.stage}")
+    steps = arg.steps or (20000 if arg.stage == 1 else 8000)
+    config.train.update(total_steps=steps, log_every_steps=100, validate_every_steps=2000)
     config.checkpoint.update(every_steps=500, keep_latest=2, keep_best=1, best_metric="rmse", best_mode="min")
     config.validation = eval_split("synthetic_focal", "train[180:]", "synthetic_focal", batch_size=4, num_panels=0)
     config.evals.test = eval_split("synthetic_focal", "test", "synthetic_focal", batch_size=4, num_panels=4,

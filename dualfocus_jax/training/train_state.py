@@ -68,6 +68,12 @@ def initial_train_state(model_config: DualFocusConfig, optimizer: optax.Gradient
     return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=optimizer.init(params))
 
 
+def train_state_from_params(params: dict, optimizer: optax.GradientTransformation) -> TrainState:
+    """Step 0 from given parameters (an exported checkpoint's `{'params': ...}`), the optimizer state fresh."""
+    params = jax.tree.map(jnp.asarray, params)
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=optimizer.init(params))
+
+
 def state_guard_values(state: TrainState) -> dict[str, jax.Array]:
     """Two scalars that tell whether `state` is worth saving: `param_abs_max`, the largest |parameter| (NaN or Inf
     when a parameter is), and `opt_state_nonfinite`, how many optimizer-state values are NaN or Inf. Cheap

@@ -17,6 +17,7 @@ import time
 
 import jax
 
+from dualfocus_jax.inference.checkpoint_io import load_exported_checkpoint
 from dualfocus_jax.metrics_report import write_metrics_tables
 from dualfocus_jax.model import DualFocusConfig, parameter_count
 from dualfocus_jax.training import checkpointing, mesh as mesh_lib
@@ -27,7 +28,7 @@ from dualfocus_jax.training.evaluate import (EvaluationResult, evaluate_classica
 from dualfocus_jax.training.input_pipeline import open_split, training_iterator
 from dualfocus_jax.training.metric_log import MetricLog
 from dualfocus_jax.training.train_state import (PARAM_ABS_LIMIT, initial_train_state, learning_rate_schedule,
-                                                make_optimizer)
+                                                make_optimizer, train_state_from_params)
 from dualfocus_jax.training.train_step import make_train_step, raise_if_not_finite
 
 MODES = ("train", "eval", "train_and_eval")
@@ -120,6 +121,20 @@ def check_resume_matches(workdir: str, config, model_config: DualFocusConfig) ->
         warn("warning: resuming with changed settings: " + "; ".join(allowed))
 
 
+def initial_state_from_export(folder: str, model_config: DualFocusConfig, optimizer, template):
+    """Step 0 with the parameters of the exported checkpoint `folder`; ValueError naming the fields when its
+    architecture is not the one this config builds (the arrays would not fit)."""
+    params, exported_config = load_exported_checkpoint(folder)
+    shapes = jax.tree.map(lambda leaf: tuple(leaf.shape), params)
+    expected = jax.tree.map(lambda leaf: tuple(leaf.shape), template.params)
+    if shapes != expected:
+        differences = _differences(exported_config.to_dict(), model_config.to_dict(), "model")
+        raise ValueError(f"config.model_init.checkpoint={folder!r} holds another architecture than config.model "
+                         f"builds ({'; '.join(differences[:6]) or 'parameter shapes differ'}); set config.model to "
+                         "its size and variant or choose another checkpoint.")
+    return train_state_from_params(params, optimizer)
+
+
 def write_run_config(workdir: str, config, model_config: DualFocusConfig) -> None:
     """<workdir>/config.json (the resolved experiment config) and model.json (the full model config), each
     written to a temporary name and renamed, so a crash never leaves half a file."""
@@ -179,6 +194,10 @@ def train_and_evaluate(config, workdir: str, mode: str = "train_and_eval") -> di
     # ---------------------------------------------------------------- model and optimizer
     init_rng = jax.random.key(int(config.seed))
     fresh_state = initial_train_state(model_config, optimizer, init_rng)
+    init_from = str(config.get("model_init", {}).get("checkpoint", "") or "")
+    if init_from and checkpointing.latest_saved_step(workdir) is None:
+        fresh_state = initial_state_from_export(init_from, model_config, optimizer, fresh_state)
+        say(f"== parameters initialised from {init_from}")
     say(f"== model: {parameter_count(fresh_state.params):,} parameters; optimizer {config.optimizer.name} "
         f"lr {config.optimizer.lr} ({config.optimizer.schedule}), clip {config.optimizer.grad_clip_norm}")
 
