@@ -1,0 +1,1 @@
+"""focal_engine: a fixed, seeded test split of the focal-stack engine's stacks (no download)."""
