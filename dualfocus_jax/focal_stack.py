@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import struct
 import warnings
 from collections.abc import Sequence
 
@@ -209,7 +210,8 @@ def focus_positions_for_folder(folder: str, files: Sequence[str], focus_position
         raise FocalStackError(
             f"{len(values)} focus positions from {origin}, but {len(files)} images in {folder!r} "
             f"({', '.join(files)}). Give exactly one focus position per image, in natural file-name order.")
-    return _validated_focus_positions(values, len(files), origin, focus_unit), origin, declared
+    kind = focus_unit or (declared[0] if declared else None)  # words the hints in the values' own unit
+    return _validated_focus_positions(values, len(files), origin, kind), origin, declared
 
 
 def parse_focus_values(items: Sequence, origin: str) -> tuple[list[float], tuple[str, str] | None]:
@@ -297,17 +299,25 @@ def read_metadata_focus_distance(path: str) -> float | None:
     """The focus distance in metres a camera wrote into the image (EXIF SubjectDistance, else XMP
     aux:ApproximateFocusDistance / exif:SubjectDistance); None when it wrote none (or wrote 0 = unknown);
     inf for "infinity". FocalStackError when the metadata is there but cannot be read."""
+    limit = Image.MAX_IMAGE_PIXELS
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Pillow warns about odd but harmless EXIF; failures raise
+            Image.MAX_IMAGE_PIXELS = None  # only the header and metadata are read: no pixels are decoded
             with Image.open(path) as image:
                 exif = image.getexif()
                 raw = exif.get_ifd(_EXIF_IFD).get(_SUBJECT_DISTANCE) if exif else None
                 xmp = image.info.get("xmp") or image.info.get("XML:com.adobe.xmp") or b""
+                raw_exif = image.info.get("exif") or b""
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, TypeError, KeyError, IndexError,
-            Image.DecompressionBombError) as error:  # Pillow's EXIF parser fails in many ways on damaged data
+            struct.error) as error:  # Pillow's EXIF parser fails in many ways on damaged data
         raise FocalStackError(f"the metadata of {path!r} cannot be read ({type(error).__name__}: "
                               f"{str(error)[:120]}).") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
+    if not exif and len(raw_exif) > 14:  # an EXIF block (header + TIFF header + IFD) that parses to nothing
+        raise FocalStackError(f"the EXIF block of {path!r} cannot be read (damaged: {len(raw_exif)} bytes, no "
+                              "valid entry).")
     if raw is None and xmp:
         match = _XMP_DISTANCE.search(xmp if isinstance(xmp, bytes) else str(xmp).encode())
         raw = match.group(1).decode() if match else None
@@ -364,22 +374,26 @@ def _check_files_not_empty(paths: Sequence[str]) -> None:
         raise FocalStackError(f"Empty image files (0 bytes): {empty}. Re-copy or remove them.")
 
 
-def read_image(path: str, max_size: int | None = None, *, as_float: bool = True) -> np.ndarray:
+def read_image(path: str, max_size: int | None = None, *, as_float: bool = True,
+               beyond_pillow_limit: bool = False) -> np.ndarray:
     """One slice, upright (EXIF orientation applied), its longer side downscaled to at most `max_size` pixels
     if given: float32 (H, W, 3) in [0, 1], or with as_float=False the pixels as stored (uint8, uint16 or
-    float; (H, W) or (H, W, C)). FocalStackError when it cannot be read."""
-    pixels = _read_image(path, max_size)[0]
+    float; (H, W) or (H, W, C)). FocalStackError when it cannot be read, or when it is larger than Pillow's
+    decompression-bomb limit and read at full size, unless `beyond_pillow_limit` (for photos the user
+    already chose, read one at a time for outputs at their own pixel grid)."""
+    pixels = _read_image(path, max_size, beyond_pillow_limit)[0]
     return _as_float_image(pixels, repr(path)) if as_float else pixels
 
 
-def _read_image(path: str, max_size: int | None) -> tuple[np.ndarray, tuple[int, int]]:
+def _read_image(path: str, max_size: int | None,
+                beyond_pillow_limit: bool = False) -> tuple[np.ndarray, tuple[int, int]]:
     """(pixels as stored, (height, width) of the upright image before downscaling)."""
     limit = Image.MAX_IMAGE_PIXELS
     try:
         with warnings.catch_warnings():
             # Pillow's decompression-bomb guard: a warning above its pixel limit, an error above twice it.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            if max_size is not None:
+            if max_size is not None or beyond_pillow_limit:
                 # Downscaled at decode (JPEG) or right after: the guard's memory concern does not apply.
                 Image.MAX_IMAGE_PIXELS = None
             with Image.open(path) as image:
@@ -395,9 +409,10 @@ def _read_image(path: str, max_size: int | None) -> tuple[np.ndarray, tuple[int,
                 return np.asarray(image), original_hw
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise FocalStackError(
-            f"Image {path!r} is larger than Pillow's safety limit for decoding at full size ({error}). Work on a "
-            "downscaled copy instead: pass --max_size (e.g. --max_size 640, the default) rather than "
-            "--full_resolution (max_size=... in Python).") from None
+            f"Image {path!r} is larger than Pillow's safety limit for decoding at full size ({error}). Predict at "
+            "a working resolution instead: pass --max_size (e.g. --max_size 640, the default) rather than "
+            "--full_resolution (max_size=... in Python); the outputs still come out at the photo's pixel "
+            "grid.") from None
     except UnidentifiedImageError as error:
         if path.lower().endswith((".tif", ".tiff")):
             return _read_tiff_with_tifffile(path, max_size, error)

@@ -85,7 +85,7 @@ def main(argv=None) -> int:
         print("error: out of memory; lower --max_size (or drop --full_resolution).", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted: no partial file was left in --out.", file=sys.stderr)
+        print("interrupted: no partial file was left in --out (it holds what it held before).", file=sys.stderr)
         return 130
     return 0
 

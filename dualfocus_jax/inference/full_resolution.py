@@ -37,13 +37,14 @@ def all_in_focus_at_full_resolution(paths_S: Sequence[str], weights_SHW: np.ndar
     denominator = np.zeros((height, width), np.float32)
     reference = None
     for index, path in enumerate(paths_S):
-        pixels = read_image(path, as_float=False)
+        # The photos were accepted at load time (at a working size): Pillow's size limit does not apply here.
+        pixels = read_image(path, as_float=False, beyond_pillow_limit=True)
         if pixels.shape[:2] != (height, width):
             raise FocalStackError(f"{path!r} is {pixels.shape[1]}x{pixels.shape[0]} px now, {width}x{height} when it "
                                   "was loaded: it changed during the run. Run again.")
         eight_bit_rgb = pixels.dtype == np.uint8 and pixels.ndim == 3 and pixels.shape[-1] == 3
         if not eight_bit_rgb:
-            pixels = read_image(path)  # float32 RGB in [0, 1]
+            pixels = read_image(path, beyond_pillow_limit=True)  # float32 RGB in [0, 1]
         weight = resize_map(weights[index], size_hw)
         if alignment is not None and index != alignment.reference_index:
             scale = float(alignment.scale_S[index])

@@ -15,15 +15,19 @@ Files (depth and uncertainty at the input photos' pixel grid, float32, in the de
 
 Writing: every file goes to a hidden temporary name in the folder and is renamed into place once complete,
 so no file that loads is ever partial. The folder is locked for the run (an advisory `fcntl` lock, released
-when the process ends, however it ends); a second run into the same folder is refused. When the new files are
-complete, the files of an earlier run are removed before the new ones are renamed in, and metadata.json comes
-last: a folder with metadata.json holds exactly one run's files; one without it holds no earlier run's files.
+when the process ends, however it ends); a second run into the same folder is refused with a message naming
+the holder. When a run takes the folder, the files of an earlier run move to the hidden folder
+`.dualfocus_previous_run/`, so while it works (and if it is killed) nothing visible could be read as its
+output; it renames its complete files in, writes metadata.json LAST, then deletes the earlier files. A run
+that fails with an error (or Ctrl-C) moves the earlier files back. So a folder with metadata.json holds
+exactly one run's files, and one without it holds no earlier run's files.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 import time
 
@@ -43,6 +47,7 @@ except ImportError:  # pragma: no cover - Windows
 METADATA_FILE = "metadata.json"
 LOCK_FILE = ".dualfocus_predict.lock"
 PARTIAL_MARK = ".partial-"
+PREVIOUS_DIR = ".dualfocus_previous_run"  # the files of the run before, while a new run works
 # Every name a run may write: the files of an earlier run that this one does not rewrite are removed too.
 OUTPUT_FILES = ("depth.npy", "uncertainty.npy", "depth.exr", "uncertainty.exr", "depth.tif", "uncertainty.tif",
                 "depth_16bit.png", "uncertainty_16bit.png", "aif.png", "depth.png", "summary.png", "points.ply",
@@ -89,6 +94,7 @@ class OutputFolder:
         self.out_dir = os.path.abspath(out_dir)
         self._staged: list[tuple[str, str]] = []
         self._lock = None
+        self._committing = False
 
     def __enter__(self) -> "OutputFolder":
         check_output_folder(self.out_dir)
@@ -113,11 +119,40 @@ class OutputFolder:
         for name in os.listdir(self.out_dir):  # leftovers of a run that was killed while writing
             if PARTIAL_MARK in name:
                 _remove(os.path.join(self.out_dir, name))
+        self._hide_earlier_run()
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def _hide_earlier_run(self) -> None:
+        """Moves the visible files of an earlier run into PREVIOUS_DIR (replacing what a run killed before left
+        there); when nothing is visible, what PREVIOUS_DIR holds stays (it is the last complete run's)."""
+        previous = os.path.join(self.out_dir, PREVIOUS_DIR)
+        visible = [name for name in OUTPUT_FILES if os.path.lexists(os.path.join(self.out_dir, name))]
+        if not visible:
+            return
+        shutil.rmtree(previous, ignore_errors=True)
+        os.makedirs(previous)
+        # metadata.json first: from its move on, the folder no longer claims to hold a complete run.
+        for name in sorted(visible, key=lambda n: n != METADATA_FILE):
+            os.replace(os.path.join(self.out_dir, name), os.path.join(previous, name))
+
+    def _restore_earlier_run(self) -> None:
+        previous = os.path.join(self.out_dir, PREVIOUS_DIR)
+        if not os.path.isdir(previous):
+            return
+        names = sorted(os.listdir(previous), key=lambda n: n == METADATA_FILE)  # metadata.json last
+        for name in names:
+            if not os.path.lexists(os.path.join(self.out_dir, name)):
+                os.replace(os.path.join(previous, name), os.path.join(self.out_dir, name))
+        shutil.rmtree(previous, ignore_errors=True)
+
+    def __exit__(self, exc_type, *exc_info) -> None:
         for temporary, _ in self._staged:  # a failed run leaves no temporary files behind
             _remove(temporary)
+        if exc_type is not None and self._lock is not None and not self._committing:
+            try:
+                self._restore_earlier_run()  # a failed run leaves the folder as it found it
+            except OSError:
+                pass
         self._staged = []
         if self._lock is not None:
             self._lock.close()  # releases the lock
@@ -136,6 +171,7 @@ class OutputFolder:
         """Removes the files of an earlier run, renames the staged files into place, then writes
         metadata.json (with the list of files) last; returns the final paths, metadata.json last."""
         finals = [final for _, final in self._staged]
+        self._committing = True  # from here on the earlier files never come back beside the new ones
         for name in OUTPUT_FILES:
             _remove(os.path.join(self.out_dir, name))
         for temporary, final in self._staged:
@@ -150,6 +186,7 @@ class OutputFolder:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
+        shutil.rmtree(os.path.join(self.out_dir, PREVIOUS_DIR), ignore_errors=True)
         return finals + [path]
 
 
@@ -168,17 +205,20 @@ def write_prediction(folder: OutputFolder, prediction: DepthPrediction, *, depth
     depth = np.asarray(depth_HW, np.float32)
     uncertainty = np.asarray(uncertainty_HW, np.float32)
     files: dict = {}
+    meaning = prediction.units.describe(unit)  # e.g. "RELATIVE depth in slice units": said in every file
     for name, array in (("depth", depth), ("uncertainty", uncertainty)):
         folder.stage(f"{name}.npy", lambda path, a=array: _save_npy(path, a))
-        folder.stage(f"{name}.exr", lambda path, a=array, n=name: write_exr(path, a, quantity=n, unit=unit))
-        folder.stage(f"{name}.tif", lambda path, a=array: write_float_tiff(path, a))
+        folder.stage(f"{name}.exr", lambda path, a=array, n=name: write_exr(path, a, quantity=n, unit=unit,
+                                                                            meaning=meaning))
+        folder.stage(f"{name}.tif", lambda path, a=array, n=name: write_float_tiff(
+            path, a, description=f"{n} ({unit}); {meaning}"))
         if name == "depth":
             low, high = float(focus.min()), float(focus.max())
         else:
             low, high = 0.0, float(max(np.max(uncertainty), 0.0))
         scale = (high - low) / 65535.0 if high > low else 1.0
         folder.stage(f"{name}_16bit.png", lambda path, a=array, n=name, lo=low, sc=scale:
-                     write_png16(path, a, offset=lo, scale=sc, quantity=n, unit=unit))
+                     write_png16(path, a, offset=lo, scale=sc, quantity=n, unit=unit, meaning=meaning))
         files[f"{name}_16bit.png"] = {"offset": low, "scale": scale, "unit": unit,
                                       "value": f"{name} = offset + scale * pixel"}
     folder.stage("aif.png", lambda path: save_rgb_png(path, all_in_focus_HWC, format="PNG", compress_level=1))
@@ -199,24 +239,30 @@ def write_prediction(folder: OutputFolder, prediction: DepthPrediction, *, depth
     return files
 
 
-def write_exr(path: str, array_HW: np.ndarray, *, quantity: str = "depth", unit: str = "") -> str:
-    """One float32 channel "Y" (grey in viewers), ZIP-compressed; the quantity and unit as header strings."""
+def write_exr(path: str, array_HW: np.ndarray, *, quantity: str = "depth", unit: str = "", meaning: str = "") -> str:
+    """One float32 channel "Y" (grey in viewers), ZIP-compressed; the quantity, unit and meaning as header
+    strings."""
     import OpenEXR  # only needed to write EXR files; kept off the import path of the library's other users
 
     header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage,
               "dualfocus_quantity": quantity, "dualfocus_unit": unit}
+    if meaning:
+        header["dualfocus_meaning"] = meaning
     with OpenEXR.File(header, {"Y": np.ascontiguousarray(array_HW, np.float32)}) as handle:
         handle.write(path)
     return path
 
 
-def write_float_tiff(path: str, array_HW: np.ndarray) -> str:
-    """32-bit float grey TIFF (Pillow mode F), uncompressed (deflate takes 15x longer at 12 MP)."""
-    Image.fromarray(np.ascontiguousarray(array_HW, np.float32)).save(path, format="TIFF")
+def write_float_tiff(path: str, array_HW: np.ndarray, description: str = "") -> str:
+    """32-bit float grey TIFF (Pillow mode F), uncompressed (deflate takes 15x longer at 12 MP); the
+    description (quantity, unit, meaning) in its ImageDescription tag."""
+    extra = {"description": description} if description else {}
+    Image.fromarray(np.ascontiguousarray(array_HW, np.float32)).save(path, format="TIFF", **extra)
     return path
 
 
-def write_png16(path: str, array_HW: np.ndarray, *, offset: float, scale: float, quantity: str, unit: str) -> str:
+def write_png16(path: str, array_HW: np.ndarray, *, offset: float, scale: float, quantity: str, unit: str,
+                meaning: str = "") -> str:
     """16-bit grey PNG with pixel = round((value - offset) / scale), clipped to [0, 65535]; the text chunks
     say how to convert back."""
     pixels = np.clip(np.round((np.asarray(array_HW, np.float64) - offset) / scale), 0, 65535).astype(np.uint16)
@@ -225,7 +271,10 @@ def write_png16(path: str, array_HW: np.ndarray, *, offset: float, scale: float,
     info.add_text("dualfocus_unit", unit)
     info.add_text("dualfocus_offset", repr(float(offset)))
     info.add_text("dualfocus_scale", repr(float(scale)))
-    info.add_text("Description", f"{quantity} ({unit}) = {offset!r} + {scale!r} * pixel")
+    info.add_text("Description", f"{quantity} ({unit}) = {offset!r} + {scale!r} * pixel"
+                  + (f"; {meaning}" if meaning else ""))
+    if meaning:
+        info.add_text("dualfocus_meaning", meaning)
     Image.fromarray(pixels).save(path, format="PNG", pnginfo=info, compress_level=1)  # fast; 5x smaller than raw
     return path
 

@@ -34,6 +34,9 @@ from dualfocus_jax.inference.output_files import OutputFolder, OutputFolderError
 from dualfocus_jax.inference.point_cloud import DEFAULT_FOV_DEG, depth_to_points, intrinsics_from_fov
 
 
+LENGTH_UNITS = ("m", "cm", "mm", "km", "in", "ft", "metre", "metres", "meter", "meters")
+
+
 class PredictionInputError(ValueError):
     """An argument of the prediction that cannot work; the message names the problem and the fix."""
 
@@ -56,8 +59,10 @@ def parse_focus_distances(text: str | None):
     try:
         values, declared = parse_focus_values(items, "--focus_distances")
     except FocalStackError as error:
-        raise PredictionInputError(f"--focus_distances must be a comma-separated list of numbers or the path of an existing "
-                         f"text file; {error} (got {text!r}).") from None
+        if str(error).startswith("Mixed units"):
+            raise PredictionInputError(f"{error} (got --focus_distances {text!r}).") from None
+        raise PredictionInputError(f"--focus_distances must be a comma-separated list of numbers or the path of an "
+                                   f"existing text file; {error} (got {text!r}).") from None
     return values if declared is None else items
 
 
@@ -214,6 +219,10 @@ def _check_arguments(method, focus_unit, focus_order, focus_distances, unit, max
             raise PredictionInputError("--focus_order gives relative depth in slice units; drop --unit.")
     if focus_unit == "diopter" and unit not in (None, "D", "dpt", "1/m"):
         raise PredictionInputError(f"diopters are 1/m by definition; drop --unit {unit} (depth comes out in diopters, D).")
+    if focus_unit == "disparity" and unit is not None and unit.lower() in LENGTH_UNITS:
+        raise PredictionInputError(f"--unit {unit} is a length, but disparities are not distances; drop --unit (or "
+                                   "name the disparity unit, e.g. --unit px), or give distances with --focus_unit "
+                                   "distance.")
     if not full_resolution and (isinstance(max_size, bool) or not isinstance(max_size, (int, np.integer))
                                 or max_size < 8):
         raise PredictionInputError(f"--max_size must be an integer >= 8 pixels, got {max_size!r}.")
@@ -230,11 +239,12 @@ def _resolve_units(stack, focus_unit, unit, focus_order):
     if stack.declared_unit is not None:
         kind, label = stack.declared_unit
         if focus_unit is not None and focus_unit != kind:
-            raise FocalStackError(f"Mixed units: {stack.focus_origin} gives {kind} values ({label}), but --focus_unit "
-                                  f"is {focus_unit}. Drop --focus_unit or give the values as {focus_unit}s.")
+            raise FocalStackError(f"Mixed units: the focus values ({stack.focus_origin}) are {kind}s ({label}), but "
+                                  f"--focus_unit is {focus_unit}. Drop --focus_unit or give the values as "
+                                  f"{focus_unit}s.")
         if unit is not None and unit != label and not (kind == "diopter" and unit in ("D", "dpt", "1/m")):
-            raise FocalStackError(f"Mixed units: {stack.focus_origin} gives values in {label}, but --unit is {unit}. "
-                                  f"Drop --unit or convert the values to {unit}.")
+            raise FocalStackError(f"Mixed units: the focus values ({stack.focus_origin}) are in {label}, but --unit is "
+                                  f"{unit}. Drop --unit or convert the values to {unit}.")
         return kind, label
     focus_unit = focus_unit or "distance"
     return focus_unit, unit or DEFAULT_UNIT_LABELS[focus_unit]
