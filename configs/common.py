@@ -12,11 +12,14 @@ pixels; steps are optimizer updates; batch sizes are global (over all devices an
 
 from __future__ import annotations
 
+import dataclasses
+
 import ml_collections
 from ml_collections.config_dict import placeholder
 
 from dualfocus_jax.engine import CAMERA_NAMES, SCENE_FAMILIES
 from dualfocus_jax.engine.focus_schedules import COVERAGES, SPACINGS
+from dualfocus_jax.model.config import DualFocusConfig
 from dualfocus_jax.rendering.fft_layered import PSF_SHAPES
 
 ConfigDict = ml_collections.ConfigDict
@@ -40,6 +43,21 @@ def parse_arg(arg: str | None, **defaults):
         else:
             values[key] = text
     return ConfigDict(values)
+
+
+def model_block(**values) -> ConfigDict:
+    """`config.model`: size, variant and one typed placeholder per other field of `DualFocusConfig` (typed by
+    its default: int, float, bool, str or tuple), with `values` set on it (None keeps a placeholder unset)."""
+    block = ConfigDict(dict(size="small", variant="dualfocus"))
+    for field in dataclasses.fields(DualFocusConfig):
+        if field.name not in block:
+            block[field.name] = placeholder(type(field.default))
+    for key, value in values.items():
+        if key not in block:
+            raise ValueError(f"config.model has no field {key!r}; the fields of DualFocusConfig: {sorted(block)}.")
+        if value is not None:
+            block[key] = tuple(value) if isinstance(value, list) else value
+    return block
 
 
 def train_source(dataset: str, split: str, *, builder_config: str = "", weight: float = 1.0,
@@ -84,13 +102,10 @@ def base_config():
     """Every field of an experiment, with neutral defaults; recipes override what they need."""
     config = ConfigDict()
     config.seed = 0
-    # Model: size and variant pick `model_config(size, variant)`; the other fields override it when set
-    # (typed placeholders: unset = the size/variant default, and still overridable from the command line).
-    config.model = ConfigDict(dict(
-        size="small", variant="dualfocus", lambda_sv=placeholder(float), lambda_fv=placeholder(float),
-        tau_rel=placeholder(float), smooth_l1_beta=placeholder(float), solver=placeholder(str),
-        solver_stride=placeholder(int), pad_mode=placeholder(str), conv3d_impl=placeholder(str),
-        project_unimodal_at_inference=placeholder(bool)))
+    # Model: size and variant pick `model_config(size, variant)`; every other field of `DualFocusConfig` is a
+    # typed placeholder (unset = the size/variant default) that a recipe or the command line may set, e.g.
+    # `--config.model.cg_iters=20` or `--config.model.encoder_widths=(32,64,128,192)`.
+    config.model = model_block()
     # Initialisation of a new run ("" = random): an exported checkpoint folder whose parameters start the run
     # (same architecture; the optimizer starts fresh). A resumed run ignores it: its checkpoint wins.
     config.model_init = ConfigDict(dict(checkpoint=""))

@@ -4,9 +4,12 @@
     python -m experiments.train --config configs/fod500.py:runlocal --workdir /tmp/smoke
     python -m experiments.train --config configs/nyuv2.py --workdir runs/nyuv2 --config.optimizer.lr=3e-4
     python -m experiments.train --config configs/arkitscenes_zero_shot.py --workdir runs/nyuv2 --mode=eval
+    python -m experiments.train --workdir runs/nyuv2 --mode=eval     # the evaluations of the run's own config
 
 Re-running the same command resumes from the latest checkpoint in --workdir (the workdir records the
 resolved config in config.json; a resume with another model or optimizer stops and lists the differences).
+--mode=eval without --config evaluates with that recorded config; `--config=configs/recorded.py:W` is the
+same config with --config.<field> overrides.
 Multi-host: pass --multiprocess (on TPU/GPU clusters `jax.distributed.initialize()` discovers the rest), or
 give --coordinator_address/--num_processes/--process_id explicitly (e.g. two CPU processes on localhost,
 which use gloo collectives).
@@ -28,14 +31,15 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/*.py[:arg]).", lock_config=True)
+config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/*.py[:arg]); --mode=eval without "
+                                "it reads the one recorded in <workdir>/config.json.", lock_config=True)
 flags.DEFINE_string("workdir", None, "Folder for checkpoints, metric logs and evaluation reports.")
 flags.DEFINE_enum("mode", "train_and_eval", ["train", "eval", "train_and_eval"], "What to run.")
 flags.DEFINE_bool("multiprocess", False, "Call jax.distributed.initialize() (multi-host run).")
 flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (implies --multiprocess).")
 flags.DEFINE_integer("num_processes", None, "Number of processes (with --coordinator_address).")
 flags.DEFINE_integer("process_id", None, "This process's index (with --coordinator_address).")
-flags.mark_flags_as_required(["config", "workdir"])
+flags.mark_flags_as_required(["workdir"])
 
 
 def fail(message: str, status: int = 1):
@@ -95,9 +99,15 @@ def parse_flags(argv):
     try:
         return FLAGS(argv)
     except flags.Error as error:
+        if "Unknown command line flag 'config." in str(error):  # an override without --config to apply it to
+            fail(f"{one_message(str(error))}: --config.<field> overrides need --config (the config recorded in a "
+                 "workdir W is --config=configs/recorded.py:W).", status=2)
         fail(one_message(str(error)) + " (--helpshort lists the flags)", status=2)
     except (AttributeError, KeyError) as error:
-        detail = str(error.args[0] if error.args else error).replace("\n", " ").strip("'\" ")
+        detail = str(error.args[0] if error.args else error).strip()
+        if detail[:1] in "'\"" and detail[:1] == detail[-1:]:  # KeyError's repr of its message
+            detail = detail[1:-1].replace("\\n", "\n").replace("\\'", "'")
+        detail = detail.replace("\n", " ")
         fail(f"a --config.<field> override names no field of the config: {detail}", status=2)
     except (ValueError, TypeError, OSError) as error:
         fail(f"cannot apply the flags: {one_message(str(error))}", status=2)
@@ -112,6 +122,9 @@ def main(argv):
         config = FLAGS.config
     except (OSError, ValueError) as error:  # a config file that failed to load (its error was kept for now)
         fail(one_message(str(error)), status=2)
+    if config is None and FLAGS.mode != "eval":
+        fail(f"--mode={FLAGS.mode} needs --config (a configs/*.py file); only --mode=eval can read the config "
+             "recorded in --workdir.", status=2)
     if FLAGS.multiprocess or FLAGS.coordinator_address:
         # CPU processes need a collectives backend for their all-reduces (gloo ships with jaxlib); the
         # setting only concerns the CPU backend, so GPU and TPU runs are unaffected.
@@ -121,10 +134,15 @@ def main(argv):
     logging.info("JAX %s: process %d of %d, devices %s", jax.__version__, jax.process_index(), jax.process_count(),
                  jax.devices())
     # Imported here, after jax.distributed.initialize (nothing may touch a JAX backend before it).
+    from configs.recorded import recorded_config
     from dualfocus_jax.training.checkpointing import CheckpointError
     from dualfocus_jax.training.trainer import train_and_evaluate
 
     try:
+        if config is None:
+            config = recorded_config(FLAGS.workdir)
+            config.lock()
+            logging.info("--mode=eval with the config recorded in %s", FLAGS.workdir)
         train_and_evaluate(config, FLAGS.workdir, FLAGS.mode)
     except (ValueError, FloatingPointError, CheckpointError) as error:  # each carries its whole message
         fail(str(error))

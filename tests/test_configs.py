@@ -1,6 +1,7 @@
 """Every experiment config loads through the launcher's flag (locked), takes command-line overrides, rejects
 typos, documents its command, hardware and target, and runs one training step (shrunk by `runlocal`)."""
 
+import dataclasses
 import glob
 import os
 
@@ -12,6 +13,7 @@ from ml_collections import config_flags
 
 from configs.common import parse_arg
 from dualfocus_jax import data_features as F
+from dualfocus_jax.model.config import DualFocusConfig, model_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RECIPES = ("demo", "fod500", "ddff12", "fod500_ddff12", "nyuv2", "arkitscenes_zero_shot", "pretrained_small",
@@ -35,7 +37,7 @@ def load_with_flags(argv):
 
 def test_every_config_file_is_tested():
     files = {os.path.basename(p)[:-3] for p in glob.glob(os.path.join(REPO, "configs", "*.py"))}
-    assert files - {"__init__", "common"} == set(RECIPES)
+    assert files - {"__init__", "common", "recorded"} == set(RECIPES)  # recorded: a workdir's config
 
 
 @pytest.mark.parametrize("name", RECIPES)
@@ -71,6 +73,89 @@ def test_runlocal_arguments_combine():
     assert config.model.variant == "no_spatial" and config.model.size == "small"
     assert config.input.num_slices == 3 and all(e.max_examples == 2 for e in config.evals.values())
     assert config.input.sources.fod500.depth_scale == 0.2
+
+
+# The model fields `config.model` exposed before it held all of DualFocusConfig's (the "before" of the test
+# below: what the published recipes resolved to then).
+PREVIOUSLY_EXPOSED = ("lambda_sv", "lambda_fv", "tau_rel", "smooth_l1_beta", "solver", "solver_stride", "pad_mode",
+                      "conv3d_impl", "project_unimodal_at_inference")
+RECIPE_ARGS = [(name, arg) for name in RECIPES for arg in (None, "runlocal")] + [
+    ("fod500", "variant=dfv"), ("fod500", "variant=no_spatial"), ("ddff12", "variant=fv"),
+    ("nyuv2", "variant=no_focal"), ("demo", "variant=dfv"), ("engine_small", "stage=2")]
+
+
+def test_config_model_holds_every_field_of_the_model_config():
+    from configs.common import base_config
+
+    fields = {field.name for field in dataclasses.fields(DualFocusConfig)}
+    model = base_config().model
+    assert set(model) == fields
+    assert all(model[name] is None for name in fields - {"size", "variant"})  # unset: the size/variant default
+
+
+def override_value(field):
+    """A valid value of `field` other than the small/dualfocus default, as (command-line text, value)."""
+    special = {"size": "paper", "variant": "no_spatial", "volume_mode": "difference", "solver": "cg",
+               "solver_stride": 8, "pad_mode": "reflect", "conv3d_impl": "lax", "use_focal": True,  # on a no_focal base
+               "pyramid_pool_grids": (1, 3), "level_weights": (0.25, 0.25, 0.25, 0.25),
+               "gt_min_valid_fraction": 0.75, "tau_rel": 0.25, "smooth_l1_beta": 0.5}
+    if field.name in special:
+        value = special[field.name]
+    elif isinstance(field.default, bool):
+        value = not field.default
+    elif isinstance(field.default, tuple):
+        value = tuple(v + 2 for v in field.default)
+    else:
+        value = field.default + (2 if isinstance(field.default, int) else 0.5)
+    text = f"({','.join(str(v) for v in value)})" if isinstance(value, tuple) else str(value)
+    return text, value
+
+
+@pytest.mark.parametrize("field", dataclasses.fields(DualFocusConfig), ids=lambda field: field.name)
+def test_every_model_field_is_overridable_from_the_command_line(field):
+    from dualfocus_jax.training.trainer import model_config_from
+
+    text, value = override_value(field)
+    # use_focal=False needs lambda_fv=0, so that field is switched on, from the no_focal variant.
+    arg = "runlocal,variant=no_focal" if field.name == "use_focal" else "runlocal"
+    config = load_with_flags([f"--config={REPO}/configs/demo.py:{arg}", f"--config.model.{field.name}={text}"])
+    assert config.model[field.name] == value
+    resolved = model_config_from(config.model)
+    assert getattr(resolved, field.name) == value and type(getattr(resolved, field.name)) is type(value)
+    # Every other field keeps what the size and variant give (size and variant themselves pick those).
+    base = model_config(**{"size": resolved.size, "variant": resolved.variant, field.name: value})
+    assert resolved != model_config(size="small", variant=config.model.variant if field.name != "variant" else
+                                    "dualfocus")
+    assert resolved == base
+
+
+def test_tuple_and_numeric_overrides_accept_the_usual_spellings():
+    from dualfocus_jax.training.trainer import model_config_from
+
+    config = load_with_flags([f"--config={REPO}/configs/demo.py", "--config.model.encoder_widths=32,64,128,192",
+                              "--config.model.cg_iters=20", "--config.model.lambda_sv=1",
+                              "--config.model.use_spatial=false"])
+    resolved = model_config_from(config.model)
+    assert resolved.encoder_widths == (32, 64, 128, 192) and resolved.cg_iters == 20
+    assert resolved.lambda_sv == 1.0 and isinstance(resolved.lambda_sv, float) and resolved.use_spatial is False
+    with pytest.raises(Exception, match="cg_iter"):
+        load_with_flags([f"--config={REPO}/configs/demo.py", "--config.model.cg_iter=20"])
+    with pytest.raises(ValueError, match="cg_iters must be"):
+        model_config_from(load_with_flags([f"--config={REPO}/configs/demo.py", "--config.model.cg_iters=0"]).model)
+
+
+@pytest.mark.parametrize("name, arg", RECIPE_ARGS)
+def test_published_configs_resolve_to_the_same_model_as_before(name, arg):
+    """The model each recipe builds is the one the old 11-field block built: model_config(size, variant) with
+    the previously exposed fields that the recipe set."""
+    from dualfocus_jax.training.trainer import model_config_from
+
+    config = __import__(f"configs.{name}", fromlist=["get_config"]).get_config(arg)
+    exposed_now = {key: value for key, value in config.model.items() if value is not None}
+    assert set(exposed_now) <= {"size", "variant", *PREVIOUSLY_EXPOSED}, f"{name} sets a field it could not set before"
+    before = model_config(size=config.model.size, variant=config.model.variant,
+                          **{key: config.model[key] for key in PREVIOUSLY_EXPOSED if config.model[key] is not None})
+    assert model_config_from(config.model).to_dict() == before.to_dict()
 
 
 def fake_records(dataset: str, count: int = 3, size: int = 40):
