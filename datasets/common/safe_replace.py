@@ -34,6 +34,7 @@ TEMP_PREFIX = "incomplete.prepare."
 # Inside a temporary folder: where the fallback swap parks the previous dataset until the new one is in place.
 MOVED_ASIDE = "previous"
 INFO_FILE = "dataset_info.json"
+_rename = os.rename  # every rename of this module (a test makes one fail)
 
 
 def notify_stderr(message: str) -> None:
@@ -154,8 +155,8 @@ def put_back(temp: str | os.PathLike, final: str | os.PathLike) -> bool:
     if is_finished(final) or not is_finished(aside):
         return False
     if final.exists():
-        os.rename(final, temp / "discarded")
-    os.rename(aside, final)
+        _rename(final, temp / "discarded")
+    _rename(aside, final)
     fsync_dir(final.parent)
     return True
 
@@ -214,10 +215,10 @@ def swap_into_place(new: str | os.PathLike, final: str | os.PathLike, temp: str 
     new, final, temp = Path(new), Path(final), Path(temp)
     fsync_tree(new)
     if not final.exists() and not final.is_symlink():
-        os.rename(new, final)
+        _rename(new, final)
     elif exchange(new, final):
         pass  # the old folder is now at `new`, inside temp
     else:
-        os.rename(final, temp / MOVED_ASIDE)
-        os.rename(new, final)
+        _rename(final, temp / MOVED_ASIDE)
+        _rename(new, final)
     fsync_dir(final.parent)
