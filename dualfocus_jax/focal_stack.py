@@ -143,6 +143,25 @@ def load_focal_stack(
       focus_unit: "distance", "diopter" or "disparity" if known, only to word the hints of errors.
     """
     folder = os.fspath(folder)
+    files = list_stack_files(folder)
+    if max_size is not None and (not isinstance(max_size, (int, np.integer)) or max_size < 8):
+        raise FocalStackError(f"max_size must be an integer >= 8 pixels, got {max_size!r}.")
+
+    paths = [os.path.join(folder, f) for f in files]
+    focus, origin, declared = focus_positions_for_folder(folder, files, focus_positions, focus_order=focus_order,
+                                                         focus_unit=focus_unit)
+    images, sizes = zip(*(_read_image(p, max_size) for p in paths))
+    _check_same_geometry(images, files)
+    if len(set(sizes)) > 1:  # same after downscaling, different before: say so in original pixels
+        _check_same_geometry([np.zeros((h, w)) for h, w in sizes], files)
+    stack = FocalStack.from_arrays(list(images), focus, unit=unit, source_files=paths)
+    return dataclasses.replace(stack, original_size_hw=sizes[0], focus_origin=origin, declared_unit=declared)
+
+
+def list_stack_files(folder: str | os.PathLike) -> list[str]:
+    """The image file names of a stack folder in natural order (image_2 before image_10); FocalStackError
+    when the folder is missing, holds fewer than 2 images or empty files. Reads no pixels."""
+    folder = os.fspath(folder)
     if not os.path.isdir(folder):
         raise FocalStackError(f"Focal-stack folder not found: {folder!r}. Pass a directory of images.")
     files = sorted(
@@ -156,19 +175,8 @@ def load_focal_stack(
         raise FocalStackError(
             f"Only one image in {folder!r} ({files[0]}); a focal stack needs at least 2 slices taken at "
             "different focus settings.")
-    if max_size is not None and (not isinstance(max_size, (int, np.integer)) or max_size < 8):
-        raise FocalStackError(f"max_size must be an integer >= 8 pixels, got {max_size!r}.")
-
-    paths = [os.path.join(folder, f) for f in files]
-    _check_files_not_empty(paths)
-    focus, origin, declared = focus_positions_for_folder(folder, files, focus_positions, focus_order=focus_order,
-                                                         focus_unit=focus_unit)
-    images, sizes = zip(*(_read_image(p, max_size) for p in paths))
-    _check_same_geometry(images, files)
-    if len(set(sizes)) > 1:  # same after downscaling, different before: say so in original pixels
-        _check_same_geometry([np.zeros((h, w)) for h, w in sizes], files)
-    stack = FocalStack.from_arrays(list(images), focus, unit=unit, source_files=paths)
-    return dataclasses.replace(stack, original_size_hw=sizes[0], focus_origin=origin, declared_unit=declared)
+    _check_files_not_empty([os.path.join(folder, f) for f in files])
+    return files
 
 
 def focus_positions_for_folder(folder: str, files: Sequence[str], focus_positions=None, *,

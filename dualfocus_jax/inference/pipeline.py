@@ -16,7 +16,13 @@ import numpy as np
 
 from dualfocus_jax import __version__
 from dualfocus_jax.compilation_cache import enable_compilation_cache
-from dualfocus_jax.focal_stack import FocalStackError, load_focal_stack, parse_focus_values
+from dualfocus_jax.focal_stack import (
+    FocalStackError,
+    focus_positions_for_folder,
+    list_stack_files,
+    load_focal_stack,
+    parse_focus_values,
+)
 from dualfocus_jax.inference.alignment import align_focal_stack
 from dualfocus_jax.inference.checkpoint_io import DEFAULT_CHECKPOINT, CheckpointError, load_exported_checkpoint
 from dualfocus_jax.inference.depth_prediction import METHODS, predict_depth
@@ -97,6 +103,12 @@ def run_prediction(stack_dir: str, out_dir: str, *, focus_distances=None, checkp
     check_output_folder(out_dir)
     if isinstance(focus_distances, str):
         focus_distances = parse_focus_distances(focus_distances)
+    # The focus values, their unit and the stack's files, from text and metadata only: before anything slow.
+    files = list_stack_files(stack_dir)
+    values, origin, declared = focus_positions_for_folder(stack_dir, files, focus_distances, focus_order=focus_order,
+                                                          focus_unit=focus_unit)
+    focus_unit, unit = _resolve_units(declared, origin, focus_unit, unit, focus_order)
+    focus_working_units(np.sort(values), focus_unit)
     cache_dir = None
     if compilation_cache:
         cache_dir = enable_compilation_cache(compilation_cache if isinstance(compilation_cache, str) else None)
@@ -113,7 +125,6 @@ def run_prediction(stack_dir: str, out_dir: str, *, focus_distances=None, checkp
     t0 = time.perf_counter()
     stack = load_focal_stack(stack_dir, focus_distances, max_size=None if full_resolution else max_size,
                              unit=unit or "", focus_order=focus_order, focus_unit=focus_unit)
-    focus_unit, unit = _resolve_units(stack, focus_unit, unit, focus_order)
     focus = np.asarray(stack.focus_positions)
     units = focus_working_units(focus, focus_unit)  # validates the values before any heavy step
     timings["load_s"] = time.perf_counter() - t0
@@ -231,19 +242,19 @@ def _check_arguments(method, focus_unit, focus_order, focus_distances, unit, max
     return focus_unit, unit
 
 
-def _resolve_units(stack, focus_unit, unit, focus_order):
-    """(focus unit, unit label) from the arguments and the unit the values themselves declare, or a
-    FocalStackError on a contradiction ("mixed units")."""
+def _resolve_units(declared, origin, focus_unit, unit, focus_order):
+    """(focus unit, unit label) from the arguments and the unit the values themselves declare (`declared`,
+    from `origin`), or a FocalStackError on a contradiction ("mixed units")."""
     if focus_order is not None:
         return ORDER_UNIT, DEFAULT_UNIT_LABELS[ORDER_UNIT]
-    if stack.declared_unit is not None:
-        kind, label = stack.declared_unit
+    if declared is not None:
+        kind, label = declared
         if focus_unit is not None and focus_unit != kind:
-            raise FocalStackError(f"Mixed units: the focus values ({stack.focus_origin}) are {kind}s ({label}), but "
+            raise FocalStackError(f"Mixed units: the focus values ({origin}) are {kind}s ({label}), but "
                                   f"--focus_unit is {focus_unit}. Drop --focus_unit or give the values as "
                                   f"{focus_unit}s.")
         if unit is not None and unit != label and not (kind == "diopter" and unit in ("D", "dpt", "1/m")):
-            raise FocalStackError(f"Mixed units: the focus values ({stack.focus_origin}) are in {label}, but --unit is "
+            raise FocalStackError(f"Mixed units: the focus values ({origin}) are in {label}, but --unit is "
                                   f"{unit}. Drop --unit or convert the values to {unit}.")
         return kind, label
     focus_unit = focus_unit or "distance"
