@@ -403,3 +403,31 @@ def test_a_dataset_that_needs_manual_files_gets_a_complete_command(tmp_path):
                f"--data_dir={tmp_path / 'data'}"
     assert expected in result.stderr
     assert not (tmp_path / "data").exists()
+
+
+def test_a_rebuilt_config_keeps_its_default_config_record_and_reads_without_a_config_name(tmp_path):
+    from datasets.common.fake_files import write_h5
+    from datasets.ddff12 import ddff12_dataset_builder as ddff
+
+    manual = tmp_path / "manual"
+    manual.mkdir()
+    rng = np.random.default_rng(0)
+    write_h5(manual / ddff.TRAINVAL_FILE, {
+        "stack_train": rng.integers(0, 256, (2, 10, 8, 12, 3), dtype=np.uint8),
+        "disp_train": rng.uniform(0.02, 0.28, (2, 8, 12)).astype(np.float32),
+        "stack_val": rng.integers(0, 256, (1, 10, 8, 12, 3), dtype=np.uint8),
+        "disp_val": rng.uniform(0.02, 0.28, (1, 8, 12)).astype(np.float32)})
+    write_h5(manual / ddff.TEST_FILE, {"stack_test": rng.integers(0, 256, (1, 10, 9, 14, 3), dtype=np.uint8)})
+    data_dir = tmp_path / "data"
+    for overwrite in (False, True):
+        builder = prepare_dataset("ddff12", data_dir, manual_dir=manual, config="official", overwrite=overwrite)
+        assert os.fspath(builder.data_path) == os.fspath(data_dir / "ddff12" / "official" / "1.0.0")
+    assert (data_dir / "ddff12" / ".config" / "metadata.json").is_file()
+    assert (data_dir / "ddff12" / "official" / LOCK_NAME).is_file()
+    # A fresh process that does not import the builder finds the default config from the files alone.
+    code = ("import tensorflow_datasets as tfds; source = tfds.data_source('ddff12', data_dir=%r, download=False); "
+            "print(sorted((k, len(v)) for k, v in source.items()))" % os.fspath(data_dir))
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=child_env(), capture_output=True,
+                            text=True, timeout=240)
+    assert "[('test', 1), ('train', 2), ('validation', 1)]" in result.stdout, result.stderr[-3000:]
+    assert not [p for p in (data_dir / "ddff12" / "official").iterdir() if p.name.startswith(safe_replace.TEMP_PREFIX)]
