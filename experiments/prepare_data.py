@@ -12,7 +12,8 @@ complete, so an interrupted run (Ctrl-C, SIGTERM, a kill, a full disk) never lea
 finished, and `--overwrite` keeps the previous copy readable until the new one replaces it. A second
 preparation of the same dataset waits for the first (naming the lock file) and then reuses its result;
 `--wait_timeout_s=0` makes it stop at once instead. Failures end with one `error: ...` line on stderr and a
-non-zero exit status (`--verbosity=1` adds the traceback).
+non-zero exit status (`--verbosity=1` adds the traceback); library logs are shown from WARNING up unless
+--verbosity is given.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import sys
 import time
 import traceback
 
-from absl import app, flags
+from absl import app, flags, logging
 
 from datasets.common.prepare import DATASET_NAMES
 
@@ -71,6 +72,8 @@ def main(argv):
     from datasets.common.prepare import PreparationInterrupted, prepare_dataset
     from datasets.common.safe_replace import LockWaitTimeout
 
+    if not FLAGS["verbosity"].present:  # absl/TFDS INFO lines would bury the progress and the result
+        logging.set_verbosity(logging.WARNING)
     signal.signal(signal.SIGTERM, terminate_as_interrupt)
     start = time.perf_counter()
     try:

@@ -250,7 +250,7 @@ def test_sigkill_during_a_rebuild_leaves_the_old_dataset_and_no_lock_that_blocks
     # The OS released the dead process's lock: the next preparation neither waits nor fails, and clears up.
     notes = []
     builder = prepare_small(data_dir, manual, overwrite=True, wait_timeout_s=0, notify=notes.append)
-    assert notes == [] and builder.info.splits["test"].num_examples == 2
+    assert not any("waiting" in note for note in notes) and builder.info.splits["test"].num_examples == 2
     assert leftovers(data_dir) == [] and examples(data_dir) != before
 
 

@@ -77,7 +77,8 @@ def prepare_dataset(name: str, data_dir: str | os.PathLike, *, manual_dir: str |
       config: builder config name (e.g. "5_slices"); None for the builder's default.
       overwrite: rebuild even if a finished copy exists (otherwise an existing one is reused). The finished
         copy stays readable until the new one replaces it.
-      notify: called with one line when this call waits for another preparation or repairs a killed one.
+      notify: called with one line when the build starts, when this call waits for another preparation and
+        when it repairs what a killed one left.
       wait_timeout_s: how long to wait for another process preparing the same dataset (None: as long as it
         takes; 0: not at all); beyond it `safe_replace.LockWaitTimeout` (a RuntimeError) says who holds it.
 
@@ -119,19 +120,22 @@ def prepare_dataset(name: str, data_dir: str | os.PathLike, *, manual_dir: str |
                 return _prepared_builder(cls, config, data_dir)
         had_copy = is_finished(final)
         _build_and_swap(cls, config, data_dir, final, manual_path, had_copy=had_copy, overwrite=overwrite,
-                        locked=waited is not None)
+                        locked=waited is not None, notify=notify)
     return _prepared_builder(cls, config, data_dir)
 
 
 def _build_and_swap(cls, config, data_dir: str, final: Path, manual_path, *, had_copy: bool, overwrite: bool,
-                    locked: bool) -> None:
+                    locked: bool, notify) -> None:
     import tensorflow_datasets as tfds
 
     temp = new_temp_folder(final.parent)
     swapped = False
     try:
         staging = cls(config=config, data_dir=os.fspath(temp), file_format="array_record")
-        staging._log_download_done = lambda: None  # TFDS would say "prepared to <the temporary folder>"
+        # TFDS would name the temporary folder as the dataset's place ("prepared to ..."); say it once here.
+        staging._log_download_bytes = staging._log_download_done = lambda: None
+        notify(f"preparing {staging.info.full_name} in {temp} (moved to {final} when complete"
+               + (", replacing the copy there)" if had_copy else ")"))
         download_config = tfds.download.DownloadConfig(
             manual_dir=os.fspath(manual_path) if manual_path is not None else None,
             download_mode=tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS)
