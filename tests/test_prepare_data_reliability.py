@@ -431,3 +431,14 @@ def test_a_rebuilt_config_keeps_its_default_config_record_and_reads_without_a_co
                             text=True, timeout=240)
     assert "[('test', 1), ('train', 2), ('validation', 1)]" in result.stdout, result.stderr[-3000:]
     assert not [p for p in (data_dir / "ddff12" / "official").iterdir() if p.name.startswith(safe_replace.TEMP_PREFIX)]
+
+
+def test_a_filesystem_that_refuses_locks_still_prepares_and_says_so(prepared):
+    data_dir, manual, before = prepared
+    import errno
+
+    notes = []
+    with mock.patch.object(safe_replace.fcntl, "flock", side_effect=OSError(errno.ENOLCK, "No locks available")):
+        prepare_small(data_dir, manual, overwrite=True, notify=notes.append)
+    assert any("cannot lock" in note and LOCK_NAME in note for note in notes), notes
+    assert examples(data_dir) != before and leftovers(data_dir) == []
