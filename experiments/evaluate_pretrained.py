@@ -10,7 +10,8 @@ Maintainers regenerate the model shipped with the package (and its results page)
     python -m experiments.evaluate_pretrained --workdir runs/pretrained_small --replace_shipped
 
 1. Exports the latest checkpoint's parameters + model config (the one the run recorded in
-   <workdir>/model.json; for older workdirs the one --config builds) to --out (`save_exported_checkpoint`).
+   <workdir>/model.json, else the one its recorded <workdir>/config.json builds; only for older workdirs that
+   recorded neither, the one --config builds) to --out (`save_exported_checkpoint`).
    The export is written beside the folder and renamed into place when complete. Nothing is written into
    the shipped model `dualfocus_jax/pretrained/small_synthetic/` or `experiments/results/pretrained_small.md`
    unless --replace_shipped says so. --noexport evaluates what is already in the folder.
@@ -18,7 +19,8 @@ Maintainers regenerate the model shipped with the package (and its results page)
    NYUv2 camera, focus positions evenly over the valid depth range), at --downscale, for 5 slices (the
    training setting) and 10; predicts with the exported network and with the classical baseline on the
    same stacks; scores where the ground truth lies inside the focus range.
-3. Copies the test-split table the trainer wrote (<workdir>/eval/test/metrics.md).
+3. Copies the tables the trainer wrote for the run's evaluations (<workdir>/eval/<name>/metrics.md, one per
+   entry of the recorded config's `evals`; `test` for older workdirs).
 Writes <out>/evaluation.md (experiments/results/pretrained_small.md with --replace_shipped).
 """
 
@@ -34,6 +36,8 @@ import sys
 import time
 
 RESULTS = os.path.join("experiments", "results", "pretrained_small.md")
+# The recipe of the shipped model: --replace_shipped falls back to it for a workdir that recorded no config.
+SHIPPED_CONFIG = "configs/pretrained_small.py"
 REPORT = "evaluation.md"
 SHIPPED_LABEL = "dualfocus_jax/pretrained/small_synthetic/"
 SHIPPED_NOTES = (
@@ -84,9 +88,22 @@ def load_config_file(spec: str):
     return module.get_config(arg or None)
 
 
-def run_model_config(workdir: str, config_spec: str):
+def run_config(workdir: str, config_spec: str | None):
+    """(experiment ConfigDict, where it came from): the config the run recorded (<workdir>/config.json), or for
+    older workdirs the one --config builds; (None, None) when there is neither."""
+    from configs.recorded import RUN_CONFIG, recorded_config
+
+    if os.path.isfile(os.path.join(workdir, RUN_CONFIG)):
+        return recorded_config(workdir), os.path.join(workdir, RUN_CONFIG)
+    if config_spec:
+        return load_config_file(config_spec), config_spec
+    return None, None
+
+
+def run_model_config(workdir: str, config_spec: str | None):
     """(DualFocusConfig, where it came from): the model config the run recorded (<workdir>/model.json, written
-    by the trainer) or, for older workdirs, the one the --config file builds."""
+    by the trainer), else the one its recorded config.json builds, else (older workdirs) the one the --config
+    file builds."""
     from dualfocus_jax.model import DualFocusConfig
     from dualfocus_jax.training.trainer import RUN_MODEL, model_config_from
 
@@ -94,7 +111,19 @@ def run_model_config(workdir: str, config_spec: str):
     if os.path.isfile(recorded):
         with open(recorded, encoding="utf-8") as handle:
             return DualFocusConfig.from_config_dict(json.load(handle)["model_config"]), recorded
-    return model_config_from(load_config_file(config_spec).model), config_spec
+    config, source = run_config(workdir, config_spec)
+    if config is None:
+        raise ValueError(f"{os.path.abspath(workdir)} records no config (no config.json or model.json); pass the "
+                         "--config the run was trained with, e.g. --config configs/pretrained_small.py.")
+    return model_config_from(config.model), source
+
+
+def evaluation_tables(workdir: str, config_spec: str | None) -> list[tuple[str, str]]:
+    """(name, path of <workdir>/eval/<name>/metrics.md) of each evaluation of the run's config (`test` when
+    no config is known)."""
+    config, _ = run_config(workdir, config_spec)
+    names = list(config.evals) if config is not None and config.get("evals") else ["test"]
+    return [(name, os.path.join(workdir, "eval", name, "metrics.md")) for name in names]
 
 
 def run_sources(workdir: str) -> str:
@@ -127,7 +156,7 @@ def check_destination(out: str, shipped: str, replace_shipped: bool, noexport: b
                          "or empty folder so nothing in it is overwritten.")
 
 
-def export(workdir: str, out: str, config_spec: str, command: str) -> int:
+def export(workdir: str, out: str, config_spec: str | None, command: str) -> int:
     """Writes the export into a sibling temporary folder and renames it into place (an earlier export there is
     replaced only once the new one is complete). Returns the exported step."""
     from dualfocus_jax.inference import save_exported_checkpoint
@@ -163,8 +192,9 @@ def main(argv=None) -> int:
     parser.add_argument("--out", help="folder to export the model to (and write evaluation.md into)")
     parser.add_argument("--replace_shipped", action="store_true",
                         help=f"export to the shipped model {SHIPPED_LABEL} and rewrite {RESULTS} (maintainers)")
-    parser.add_argument("--config", default="configs/pretrained_small.py",
-                        help="config of the run, for workdirs that did not record model.json")
+    parser.add_argument("--config", default=None,
+                        help="config file of the run (path.py[:arg]), only for older workdirs that recorded no "
+                        f"config.json or model.json ({SHIPPED_CONFIG} with --replace_shipped)")
     parser.add_argument("--noexport", action="store_true", help="evaluate the export already in the folder")
     parser.add_argument("--export_only", action="store_true", help="export without evaluating")
     parser.add_argument("--downscale", type=int, default=2)
@@ -180,13 +210,14 @@ def main(argv=None) -> int:
                      f"and {RESULTS} needs --replace_shipped instead)." if not args.out else
                      "pass either --out FOLDER or --replace_shipped, not both.")
     out = DEFAULT_CHECKPOINT if args.replace_shipped else os.path.abspath(args.out)
+    config_spec = args.config or (SHIPPED_CONFIG if args.replace_shipped else None)
     try:
         check_destination(out, DEFAULT_CHECKPOINT, args.replace_shipped, args.noexport)
         if not args.noexport:
             if latest_saved_step(args.workdir) is None:
                 raise ValueError(f"no checkpoint in {os.path.join(os.path.abspath(args.workdir), 'checkpoints')}; "
                                  "train first, or point --workdir at a training workdir.")
-            step = export(args.workdir, out, args.config, command)
+            step = export(args.workdir, out, config_spec, command)
             print(f"exported step {step} of {os.path.abspath(args.workdir)} to {out}", flush=True)
         params, model_config = load_exported_checkpoint(out)
     except (ValueError, CheckpointError) as error:
@@ -211,9 +242,14 @@ def main(argv=None) -> int:
         sections.append(f"### Motorcycle (Middlebury), {num_slices} slices, {shape[1]}x{shape[0]} px\n\n"
                         f"Focus positions (m): {', '.join(f'{f:.2f}' for f in focus)}.\n\n"
                         f"{metrics_markdown(rows)}\n\n{verdict}\n")
-    test_table = os.path.join(args.workdir, "eval", "test", "metrics.md")
-    synthetic = (open(test_table, encoding="utf-8").read().strip() if os.path.isfile(test_table)
-                 else f"(no {test_table}: run the training command first)")
+    tables = []
+    for name, table in evaluation_tables(args.workdir, config_spec):
+        if args.replace_shipped and name != "test":  # the results page shows the synthetic_focal test split
+            continue
+        text = (open(table, encoding="utf-8").read().strip() if os.path.isfile(table)
+                else f"(no {table}: run the training command first)")
+        tables.append(text if args.replace_shipped else f"### {name}\n\n{text}\n")
+    synthetic = "\n\n".join(tables)
     title = ("# The shipped model: small DualFocus trained on synthetic_focal" if args.replace_shipped else
              f"# Exported model: DualFocus {model_config.size}/{model_config.variant}")
     label = SHIPPED_LABEL if args.replace_shipped else out
@@ -228,9 +264,9 @@ def main(argv=None) -> int:
         "inside the focus range. Lower rows use the same inputs as the network row.",
         "",
         ("## synthetic_focal test split (40 scenes, 128x128, 5 slices)" if args.replace_shipped else
-         "## Test split of the training run"),
+         "## Evaluations of the training run"),
         "",
-        "From the trainer's report (`<workdir>/eval/test/metrics.md`):",
+        "From the trainer's reports (`<workdir>/eval/<name>/metrics.md`):",
         "",
         synthetic,
         "",

@@ -40,7 +40,9 @@ RESUME_MUST_MATCH = ("model", "optimizer")
 
 
 def model_config_from(model_block) -> DualFocusConfig:
-    """The `DualFocusConfig` of a config's `model` block (fields left at None keep the size/variant default)."""
+    """The `DualFocusConfig` of a config's `model` block (`configs.common.model_block`): size and variant pick
+    `model_config(size, variant)`, every other field that is set (not None) overrides it. Lists (a config read
+    back from JSON) become tuples; a key that is no field of DualFocusConfig raises ValueError naming it."""
     values = {key: value for key, value in model_block.to_dict().items() if value is not None}
     return DualFocusConfig.from_config_dict(values)
 
