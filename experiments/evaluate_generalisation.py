@@ -1,0 +1,657 @@
+"""Scores exported models and the classical baseline on focal stacks unlike any one training set.
+
+    python -m experiments.evaluate_generalisation                          # old shipped + candidate + classical
+    python -m experiments.evaluate_generalisation --checkpoint stage2=runs/engine_small_stage2   # + a training run
+    python -m experiments.evaluate_generalisation --quick --out /tmp/generalisation            # smoke run, ~1 min
+
+Methods: every `--checkpoint NAME=FOLDER` (an exported checkpoint, or a training workdir whose latest
+checkpoint is exported to a temporary folder by `experiments.evaluate_pretrained.export`; default: the old
+shipped `small_synthetic` and `small_engine_candidate`), and the classical baseline raw (focus peak, no
+refinement) and refined (Huber-TV, what `--method classical` of the predictor runs). Networks run through
+`dualfocus_jax.inference.predict_depth`, as the predictor runs them; the classical baseline through the same
+focus-unit handling.
+
+Inputs, all in metres except the real stacks:
+1. the engine's fixed test split (`datasets/focal_engine`, prepared under --data_dir on first use): per slice
+   count 3/5/7/10/16, per camera family and per scene family (hard ones apart), on all scored pixels and on
+   the depth-edge and fine-texture regions of `dualfocus_jax.evaluation_masks`; and the 16-slice stacks
+   predicted from 5, 7 or 10 evenly chosen slices (the first and last kept), to see whether such a rule
+   helps long stacks;
+2. the synthetic_focal test split (40 scenes, 5 slices);
+3. the Middlebury motorcycle rendered as in experiments/evaluate_pretrained.py (downscale 2) at 5 and 10 slices;
+4. the real phone stacks of --real_dir (no ground truth): runtime, and agreement between methods (Spearman
+   rank correlation of the depth maps, median difference in units of the focus range), plus a picture.
+Scored pixels: valid ground truth inside the focus range (the DFF convention). Metrics per image, then the
+mean over images; RMSE in metres, AbsRel unitless, rmse/range = RMSE over the stack's focus range.
+Writes generalisation.md, summary.csv (every group), per_image.csv, real_stacks.csv and real_stacks.png
+into --out (default experiments/results/generalisation/) and prints the tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Iterator
+
+import numpy as np
+
+DEFAULT_OUT = os.path.join("experiments", "results", "generalisation")
+DEFAULT_CHECKPOINTS = ("old shipped=dualfocus_jax/pretrained/small_synthetic",
+                       "candidate=dualfocus_jax/pretrained/small_engine_candidate")
+DEFAULT_REAL_DIR = os.path.join("..", "shared", "data", "real_focal_stacks")
+CLASSICAL_RAW, CLASSICAL_REFINED = "classical (raw)", "classical (refined)"
+REGIONS = ("all", "depth_edges", "fine_texture")
+REPORTED = ("rmse", "abs_rel", "rmse_range", "delta1", "mae")
+# Stacks whose focus values cannot be read as distances (SOURCES.md of the real stacks): their order only.
+REAL_FOCUS_ORDERS = {"mobile_depth_balls": "far_to_near"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Sizes:
+    """How much of each input is scored (the full run, or --quick for a smoke run)."""
+
+    slice_counts: tuple[int, ...] = (3, 5, 7, 10, 16)
+    stacks_per_count: int | None = None  # None = the whole prepared split
+    engine_size: tuple[int, int] | None = None  # None = the prepared split (128 x 128); else drawn directly
+    subset_sizes: tuple[int, ...] = (5, 7, 10)
+    synthetic_scenes: int | None = None
+    motorcycle_slices: tuple[int, ...] = (5, 10)
+    motorcycle_downscale: int = 2
+    crop: int | None = None  # centre crop of the motorcycle and the real stacks (quick mode: one shape)
+    real_max_size: int = 640
+    real_stacks: int | None = None
+
+
+QUICK = Sizes(slice_counts=(3, 5), stacks_per_count=1, engine_size=(32, 32), subset_sizes=(3,), synthetic_scenes=1,
+              motorcycle_slices=(5,), motorcycle_downscale=4, crop=32, real_max_size=96, real_stacks=1)
+
+
+@dataclasses.dataclass
+class Method:
+    """One way to get depth: a network (params, config) or the classical baseline (refine or not)."""
+
+    name: str
+    kind: str  # "network" | "classical"
+    params: dict | None = None
+    config: object = None
+    refine: bool = True
+    source: str = ""
+
+
+@dataclasses.dataclass
+class Scene:
+    """One scored input: stack (S, H, W, 3) float32 in [0, 1], ascending focus (S,), ground truth, the
+    all-in-focus image for the region masks, and what to group it by."""
+
+    dataset: str
+    example_id: str
+    stack: np.ndarray
+    focus: np.ndarray
+    depth: np.ndarray
+    valid: np.ndarray
+    aif: np.ndarray
+    groups: dict
+
+
+# ---------------------------------------------------------------- methods
+
+
+def parse_checkpoint_spec(spec: str) -> tuple[str, str]:
+    """("name", "folder") from "name=folder" or "folder" (named after the folder)."""
+    name, separator, folder = spec.partition("=")
+    if not separator:
+        name, folder = os.path.basename(os.path.normpath(spec)), spec
+    if not name.strip() or not folder.strip():
+        raise ValueError(f"--checkpoint must be NAME=FOLDER or FOLDER, got {spec!r}.")
+    return name.strip(), folder.strip()
+
+
+def load_method(name: str, folder: str, *, export_root: str, workdir_config: str, command: str) -> Method:
+    """A network method from an exported checkpoint folder, or from a training workdir (its latest checkpoint
+    exported into `export_root` first, with the code path of experiments/evaluate_pretrained.py)."""
+    from dualfocus_jax.inference import load_exported_checkpoint
+    from dualfocus_jax.training.checkpointing import latest_saved_step
+
+    if os.path.isfile(os.path.join(folder, "model_config.json")):
+        params, config = load_exported_checkpoint(folder)
+        return Method(name, "network", params, config, source=folder)
+    if os.path.isdir(folder) and latest_saved_step(folder) is not None:
+        from experiments.evaluate_pretrained import export
+
+        out = os.path.join(export_root, "".join(c if c.isalnum() else "_" for c in name))
+        step = export(folder, out, workdir_config, command)
+        print(f"exported step {step} of the workdir {folder} for {name!r}", flush=True)
+        params, config = load_exported_checkpoint(out)
+        return Method(name, "network", params, config, source=f"{folder} (step {step})")
+    raise ValueError(f"--checkpoint {name}={folder}: neither an exported checkpoint (model_config.json) nor a "
+                     "training workdir with saved checkpoints (checkpoints/).")
+
+
+def classical_depth(images_SHWC: np.ndarray, focus_S: np.ndarray, *, refine: bool,
+                    focus_unit: str = "distance") -> np.ndarray:
+    """Depth (H, W) of the classical baseline with or without its refinement, with the focus-unit handling
+    of `predict_depth(method="classical")` (which always refines)."""
+    import jax.numpy as jnp
+
+    from dualfocus_jax.classical import estimate_depth_classical
+    from dualfocus_jax.inference import focus_working_units
+
+    units = focus_working_units(focus_S, focus_unit)
+    result = estimate_depth_classical(jnp.asarray(images_SHWC[units.near_to_far_S]),
+                                      jnp.asarray(units.values_S, jnp.float32), refine=refine)
+    depth = np.asarray(result.depth_HW, np.float64)
+    if units.mode == "inverse distance":
+        depth = 1.0 / np.clip(depth, units.values_S.min(), units.values_S.max())
+    return depth.astype(np.float32)
+
+
+def network_depth(method: Method, images_SHWC: np.ndarray, focus_S: np.ndarray,
+                  focus_unit: str = "distance") -> np.ndarray:
+    from dualfocus_jax.inference import predict_depth
+
+    return predict_depth(images_SHWC, focus_S, method="network", params=method.params, config=method.config,
+                         focus_unit=focus_unit).depth_HW
+
+
+def method_depth(method: Method, images_SHWC, focus_S, focus_unit: str = "distance") -> tuple[np.ndarray, float]:
+    """(depth (H, W), seconds)."""
+    started = time.perf_counter()
+    if method.kind == "network":
+        depth = network_depth(method, images_SHWC, focus_S, focus_unit)
+    else:
+        depth = classical_depth(images_SHWC, focus_S, refine=method.refine, focus_unit=focus_unit)
+    return np.asarray(depth, np.float32), time.perf_counter() - started
+
+
+def evenly_chosen_slices(num_slices: int, keep: int) -> np.ndarray:
+    """`keep` indices of 0..num_slices-1, evenly spread, first and last included."""
+    return np.unique(np.round(np.linspace(0, num_slices - 1, keep)).astype(int))
+
+
+# ---------------------------------------------------------------- scoring
+
+
+def scored_mask(depth_HW, valid_HW, focus_S) -> np.ndarray:
+    """Valid pixels whose ground truth lies inside the focus range."""
+    return np.asarray(valid_HW, bool) & (depth_HW >= focus_S.min()) & (depth_HW <= focus_S.max())
+
+
+def region_scores(pred_HW, scene: Scene) -> dict[str, dict[str, float]]:
+    """{region: {metric: value, "pixels": n}} for the scored pixels and their depth-edge / fine-texture parts."""
+    import jax.numpy as jnp
+
+    from dualfocus_jax.evaluation_masks import region_masks
+    from dualfocus_jax.metrics import depth_metrics_per_image
+
+    mask = scored_mask(scene.depth, scene.valid, scene.focus)
+    focus_range = float(scene.focus.max() - scene.focus.min())
+    masks = region_masks(scene.depth, mask, scene.aif, focus_range)
+    stacked = np.stack([masks[region] for region in REGIONS])
+    values = depth_metrics_per_image(jnp.asarray(np.broadcast_to(pred_HW, stacked.shape)),
+                                     jnp.asarray(np.broadcast_to(scene.depth, stacked.shape)), jnp.asarray(stacked))
+    scores = {}
+    for row, region in enumerate(REGIONS):
+        entry = {name: float(array[row]) for name, array in values.items()}
+        entry["rmse_range"] = entry["rmse"] / focus_range
+        entry["pixels"] = int(stacked[row].sum())
+        scores[region] = entry
+    return scores
+
+
+def score_scene(scene: Scene, methods: list[Method], subset_sizes: Iterable[int] = ()) -> list[dict]:
+    """Per-image records: one per method (and per slice subset), per region."""
+    records = []
+    num_slices = len(scene.focus)
+    variants = [(None, np.arange(num_slices))] + [(k, evenly_chosen_slices(num_slices, k)) for k in subset_sizes
+                                                  if k < num_slices]
+    for method in methods:
+        for keep, chosen in variants:
+            depth, seconds = method_depth(method, scene.stack[chosen], scene.focus[chosen])
+            label = method.name if keep is None else f"{method.name}, {len(chosen)} of {num_slices} slices"
+            for region, values in region_scores(depth, scene).items():
+                records.append({"dataset": scene.dataset, "example": scene.example_id, "method": label,
+                                "base_method": method.name, "input_slices": len(chosen), "region": region,
+                                **scene.groups, **values, "seconds": seconds})
+    return records
+
+
+def mean_over_images(records: list[dict], **where) -> dict[str, float]:
+    """Mean of each reported metric over the images matching `where` (images without pixels left out)."""
+    chosen = [r for r in records if all(r.get(k) == v for k, v in where.items())]
+    means = {"images": float(sum(1 for r in chosen if r["pixels"] > 0))}
+    for name in REPORTED:
+        values = np.array([r[name] for r in chosen if r["pixels"] > 0], np.float64)
+        values = values[np.isfinite(values)]
+        means[name] = float(values.mean()) if values.size else float("nan")
+    seconds = [r["seconds"] for r in chosen]
+    means["seconds"] = float(np.median(seconds)) if seconds else float("nan")  # the median: compile is one call
+    return means
+
+
+# ---------------------------------------------------------------- inputs
+
+
+def engine_scenes(sizes: Sizes, data_dir: str | None) -> Iterator[Scene]:
+    """The engine test split per slice count: the prepared TFDS split, or (quick) drawn directly."""
+    from datasets.focal_engine.focal_engine_dataset_builder import engine_test_stack, split_name
+
+    for count in sizes.slice_counts:
+        if sizes.engine_size is not None:
+            records = [engine_test_stack(count, i, sizes.engine_size)[1] for i in range(sizes.stacks_per_count or 1)]
+        else:
+            from dualfocus_jax.training.input_pipeline import open_split
+
+            source = open_split("focal_engine", split_name(count), data_dir=data_dir, prepare_if_missing=True)
+            records = [source[i] for i in range(min(len(source), sizes.stacks_per_count or len(source)))]
+        for record in records:
+            text = {k: (v.decode() if isinstance(v, bytes) else str(v)) for k, v in record.items()
+                    if k in ("id", "camera", "camera_family", "scene_family", "spacing", "coverage")}
+            yield Scene("engine", text["id"], record["stack"].astype(np.float32) / 255.0,
+                        np.asarray(record["focus_positions"], np.float64), np.asarray(record["depth"], np.float32),
+                        np.asarray(record["valid"], bool), record["aif"],
+                        {"slices": int(count), **{k: text[k] for k in text if k != "id"}})
+
+
+def synthetic_scenes(sizes: Sizes, data_dir: str | None, quick: bool) -> Iterator[Scene]:
+    from dualfocus_jax.training.input_pipeline import _has_prepared_version, default_data_dir, open_split
+
+    if quick and not _has_prepared_version(default_data_dir(data_dir), "synthetic_focal"):
+        print("synthetic_focal: not prepared under the data_dir; --quick does not prepare it (skipped)", flush=True)
+        return
+    source = open_split("synthetic_focal", "test", data_dir=data_dir, prepare_if_missing=True)
+    for index in range(min(len(source), sizes.synthetic_scenes or len(source))):
+        record = source[index]
+        yield Scene("synthetic_focal", record["id"].decode(), record["stack"].astype(np.float32) / 255.0,
+                    np.asarray(record["focus_positions"], np.float64), record["depth"], record["valid"],
+                    record["aif"], {"slices": int(len(record["focus_positions"]))})
+
+
+def _centre_crop(array, crop: int | None, axes=(0, 1)):
+    if crop is None:
+        return array
+    index = [slice(None)] * array.ndim
+    for axis in axes:
+        start = max((array.shape[axis] - crop) // 2, 0)
+        index[axis] = slice(start, start + crop)
+    return array[tuple(index)]
+
+
+def motorcycle_scenes(sizes: Sizes) -> Iterator[Scene]:
+    from dualfocus_jax.embedded_scenes import render_motorcycle_stack
+
+    for count in sizes.motorcycle_slices:
+        rendered = render_motorcycle_stack(count, downscale=sizes.motorcycle_downscale)
+        yield Scene("motorcycle", f"motorcycle_{count}", _centre_crop(rendered.stack, sizes.crop, (1, 2)),
+                    np.asarray(rendered.focus_m, np.float64), _centre_crop(rendered.depth_m, sizes.crop),
+                    _centre_crop(rendered.valid, sizes.crop), _centre_crop(rendered.image, sizes.crop),
+                    {"slices": int(count)})
+
+
+# ---------------------------------------------------------------- real stacks
+
+
+def real_stack_folders(real_dir: str, limit: int | None) -> list[str]:
+    if not os.path.isdir(real_dir):
+        return []
+    folders = sorted(os.path.join(real_dir, name) for name in os.listdir(real_dir)
+                     if os.path.isdir(os.path.join(real_dir, name)))
+    return folders[:limit] if limit else folders
+
+
+def spearman(a, b) -> float:
+    """Rank correlation of two maps (ties broken by position; enough for continuous depth)."""
+    ranks_a = np.argsort(np.argsort(np.ravel(a))).astype(np.float64)
+    ranks_b = np.argsort(np.argsort(np.ravel(b))).astype(np.float64)
+    return float(np.corrcoef(ranks_a, ranks_b)[0, 1])
+
+
+def evaluate_real_stacks(folders: list[str], methods: list[Method], sizes: Sizes) -> tuple[list[dict], list[dict]]:
+    """(per stack and method: runtime rows; per stack: inputs and depth maps for the picture)."""
+    from dualfocus_jax.focal_stack import load_focal_stack
+    from dualfocus_jax.inference import align_focal_stack
+
+    rows, panels = [], []
+    for folder in folders:
+        name = os.path.basename(folder)
+        order = REAL_FOCUS_ORDERS.get(name)
+        stack = load_focal_stack(folder, max_size=sizes.real_max_size, focus_order=order)
+        focus_unit = "order" if order else (stack.declared_unit[0] if stack.declared_unit else "distance")
+        images, _ = align_focal_stack(stack.images)
+        images = _centre_crop(images, sizes.crop, (1, 2))
+        focus = np.asarray(stack.focus_positions, np.float64)
+        depths = {}
+        for method in methods:
+            depth, first = method_depth(method, images, focus, focus_unit)
+            _, warm = method_depth(method, images, focus, focus_unit)
+            depths[method.name] = depth
+            rows.append({"stack": name, "slices": len(focus), "size": f"{images.shape[2]}x{images.shape[1]}",
+                         "focus_unit": focus_unit, "method": method.name, "first_call_s": first, "warm_s": warm})
+            print(f"real {name}: {method.name} {warm:.2f} s warm ({first:.1f} s first call)", flush=True)
+        focus_range = float(focus.max() - focus.min())
+        for row in rows[-len(methods):]:
+            others = [m.name for m in methods if m.name != row["method"]]
+            for other in others:
+                row[f"rho vs {other}"] = spearman(depths[row["method"]], depths[other])
+                row[f"median |diff|/range vs {other}"] = float(
+                    np.median(np.abs(depths[row["method"]] - depths[other])) / focus_range)
+        panels.append({"name": name, "image": images[len(images) // 2], "depths": depths, "unit": focus_unit,
+                       "focus": focus})
+    return rows, panels
+
+
+def save_real_picture(panels: list[dict], path: str) -> None:
+    """One row per stack: its middle slice, then each method's depth (shared colour scale per row)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    if not panels:
+        return
+    columns = 1 + len(panels[0]["depths"])
+    figure = Figure(figsize=(2.4 * columns, 2.0 * len(panels) + 0.3), dpi=80)
+    FigureCanvasAgg(figure)
+    for row, panel in enumerate(panels):
+        stacked = np.stack(list(panel["depths"].values()))
+        low, high = np.percentile(stacked, [2, 98])
+        axis = figure.add_subplot(len(panels), columns, row * columns + 1)
+        axis.imshow(np.clip(panel["image"], 0, 1))
+        axis.set_title(f"{panel['name']} ({len(panel['focus'])} slices)", fontsize=8)
+        axis.axis("off")
+        for column, (name, depth) in enumerate(panel["depths"].items(), start=2):
+            axis = figure.add_subplot(len(panels), columns, row * columns + column)
+            axis.imshow(depth, cmap="turbo_r", vmin=low, vmax=high)
+            axis.set_title(name, fontsize=8)
+            axis.axis("off")
+    figure.suptitle("Real phone stacks (no ground truth): depth, near = red, one colour scale per row", fontsize=9)
+    figure.tight_layout()
+    figure.savefig(path, format="png")
+
+
+# ---------------------------------------------------------------- tables
+
+
+def _cell(value: float, metric: str) -> str:
+    if not np.isfinite(value):
+        return "–"
+    return f"{value:.3f}" if metric in ("rmse", "mae") else f"{value:.4f}" if metric != "seconds" else f"{value:.2f}"
+
+
+def group_table(records, methods: list[str], metric: str, group_key: str, groups: list, *, region: str = "all",
+                extra=None, **where) -> str:
+    """Markdown: rows methods, columns groups (+ all), cells the mean of `metric`."""
+    header = [str(g) for g in groups] + ["all"]
+    lines = [f"| method | " + " | ".join(header) + " |", "|---" * (len(header) + 1) + "|"]
+    for method in methods:
+        cells = [_cell(mean_over_images(records, method=method, region=region, **{group_key: g}, **where)[metric],
+                       metric) for g in groups]
+        cells.append(_cell(mean_over_images(records, method=method, region=region, **where)[metric], metric))
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def ratio_table(records, methods: list[str], reference: str, groups: list) -> str:
+    """Each network's RMSE and AbsRel over the reference's, per slice count (≤ 0.75 = at least 25% below)."""
+    header = [f"{g} slices" for g in groups]
+    lines = ["| method | metric | " + " | ".join(header) + " |", "|---" * (len(header) + 2) + "|"]
+    for method in methods:
+        for metric in ("rmse", "abs_rel"):
+            cells = []
+            for g in groups:
+                ours = mean_over_images(records, method=method, region="all", slices=g)[metric]
+                theirs = mean_over_images(records, method=reference, region="all", slices=g)[metric]
+                ratio = ours / theirs if theirs > 0 else float("nan")
+                cells.append(f"{ratio:.2f}" + (" ✓" if ratio <= 0.75 else ""))
+            lines.append(f"| {method} | {metric} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def metric_rows_table(records, labels: list[str], columns: list[tuple[str, dict]], metric_names=REPORTED) -> str:
+    """Markdown: rows labels, columns (title, where) x metrics."""
+    header = [f"{title} {m}".strip() for title, _ in columns for m in metric_names]
+    lines = ["| method | " + " | ".join(header) + " |", "|---" * (len(header) + 1) + "|"]
+    for label in labels:
+        cells = []
+        for _, where in columns:
+            means = mean_over_images(records, method=label, **where)
+            cells.extend(_cell(means[m], m) for m in metric_names)
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def subset_finding(records, networks: list[str], longest: int, subset_sizes) -> str:
+    lines = []
+    for name in networks:
+        full = mean_over_images(records, method=name, region="all", slices=longest)
+        options = [(mean_over_images(records, method=f"{name}, {k} of {longest} slices", region="all",
+                                     slices=longest), k) for k in subset_sizes if k < longest]
+        options = [(o, k) for o, k in options if np.isfinite(o["rmse"])]
+        if not options:
+            continue
+        best, k = min(options, key=lambda item: item[0]["rmse_range"])
+        change = best["rmse_range"] / full["rmse_range"] - 1.0 if full["rmse_range"] > 0 else float("nan")
+        verdict = ("helps" if change < -0.05 else "does not help" if change > 0.05 else "makes little difference")
+        lines.append(f"- {name}: the best subset ({k} of {longest}) changes RMSE/range by {100 * change:+.0f}% and "
+                     f"AbsRel from {full['abs_rel']:.4f} to {best['abs_rel']:.4f}: choosing slices {verdict}.")
+    return "\n".join(lines) if lines else "- (no subset rows)"
+
+
+def write_csv(path: str, rows: list[dict]) -> None:
+    columns: list[str] = []
+    for row in rows:
+        columns.extend(k for k in row if k not in columns)
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+
+
+def summary_rows(records) -> list[dict]:
+    """Every (dataset, method, grouping, group, region) mean, for summary.csv."""
+    rows = []
+    keys = sorted({(r["dataset"], r["method"], r["region"]) for r in records})
+    for dataset, method, region in keys:
+        chosen = [r for r in records if r["dataset"] == dataset and r["method"] == method and r["region"] == region]
+        groupings = [("all", None)] + [(key, value) for key in ("slices", "camera_family", "camera", "scene_family",
+                                                                "spacing", "coverage")
+                                       for value in sorted({r.get(key) for r in chosen if r.get(key) is not None},
+                                                           key=str)]
+        for key, value in groupings:
+            where = {} if key == "all" else {key: value}
+            rows.append({"dataset": dataset, "method": method, "region": region, "group_by": key,
+                         "group": "" if value is None else value, **mean_over_images(chosen, **where)})
+    return rows
+
+
+def _commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def report_markdown(records, real_rows, methods: list[Method], sizes: Sizes, command: str, elapsed: float) -> str:
+    from dualfocus_jax.engine import CAMERA_FAMILIES, HARD_FAMILIES, SCENE_FAMILIES
+
+    names = [m.name for m in methods]
+    networks = [m.name for m in methods if m.kind == "network"]
+    engine = [r for r in records if r["dataset"] == "engine"]
+    counts = [c for c in sizes.slice_counts if any(r["slices"] == c for r in engine)]
+    longest = max(counts) if counts else None
+    per_count = (sizes.stacks_per_count or max((sum(1 for r in engine if r["slices"] == c and r["region"] == "all"
+                                                    and r["method"] == names[0]) for c in counts), default=0))
+    lines = [
+        "# Generalisation: stacks unlike any one training set",
+        "",
+        f"Written by `{command}` (commit {_commit()}) on {platform.machine()} CPU ({os.cpu_count()} cores, shared "
+        f"with other jobs), JAX CPU backend, in {elapsed / 60:.1f} min.",
+        "Methods: " + "; ".join(f"**{m.name}** (`{m.source}`)" if m.kind == "network" else f"**{m.name}**"
+                                for m in methods) + ".",
+        "Scored pixels: ground truth inside the stack's focus range (the DFF convention). Per image, then the mean "
+        "over images. RMSE and MAE in metres, AbsRel and δ1 unitless, rmse_range = RMSE / (focus range), which "
+        "weighs near (macro, phone) and far (DSLR) scenes alike.",
+        "",
+        f"## Engine test split (`datasets/focal_engine`, {per_count} stacks per slice count)",
+        "",
+    ]
+    for metric, title in (("rmse", "RMSE (m)"), ("abs_rel", "AbsRel"), ("rmse_range", "RMSE / focus range")):
+        lines += [f"### {title} per slice count", "", group_table(engine, names, metric, "slices", counts), ""]
+    if networks and CLASSICAL_REFINED in names:
+        lines += ["### Network / refined classical, per slice count (✓: at least 25% below)", "",
+                  ratio_table(engine, networks, CLASSICAL_REFINED, counts), ""]
+    families = [f for f in CAMERA_FAMILIES if any(r.get("camera_family") == f for r in engine)]
+    for metric, title in (("abs_rel", "AbsRel"), ("rmse_range", "RMSE / focus range")):
+        lines += [f"### {title} per camera family (all slice counts)", "",
+                  group_table(engine, names, metric, "camera_family", families), ""]
+    scene_families = [f for f in SCENE_FAMILIES if any(r.get("scene_family") == f for r in engine)]
+    hard = [f for f in scene_families if f in HARD_FAMILIES]
+    lines += [f"### AbsRel per scene family (all slice counts; hard families: {', '.join(HARD_FAMILIES)})", "",
+              group_table(engine, names, "abs_rel", "scene_family", hard + [f for f in scene_families
+                                                                             if f not in HARD_FAMILIES]), ""]
+    lines += ["### Regions (all slice counts): all scored pixels, depth edges, fine texture", "",
+              metric_rows_table(engine, names, [(region, {"region": region}) for region in REGIONS],
+                                ("rmse_range", "abs_rel")), ""]
+    if longest is not None and sizes.subset_sizes:
+        subset_labels = [label for name in names for label in
+                         [name] + [f"{name}, {k} of {longest} slices" for k in sizes.subset_sizes if k < longest]
+                         if any(r["method"] == label for r in engine)]
+        lines += [f"### {longest}-slice stacks predicted from evenly chosen slices (first and last kept)", "",
+                  metric_rows_table(engine, subset_labels, [("", {"region": "all", "slices": longest})]), "",
+                  subset_finding(engine, networks + [n for n in names if n not in networks], longest,
+                                 sizes.subset_sizes), ""]
+    lines += ["### Median time per stack (s; 128 x 128 unless --quick)", "",
+              group_table(engine, names, "seconds", "slices", counts), ""]
+    synthetic = [r for r in records if r["dataset"] == "synthetic_focal"]
+    if synthetic:
+        images = int(mean_over_images(synthetic, method=names[0], region="all")["images"])
+        lines += [f"## synthetic_focal test split ({images} scenes, 5 slices, NYUv2 camera)", "",
+                  metric_rows_table(synthetic, names, [("", {"region": "all"})]), "",
+                  metric_rows_table(synthetic, names, [(region, {"region": region}) for region in REGIONS[1:]],
+                                    ("rmse", "abs_rel")), ""]
+    motorcycle = [r for r in records if r["dataset"] == "motorcycle"]
+    if motorcycle:
+        lines += ["## Motorcycle (Middlebury), rendered as in experiments/evaluate_pretrained.py", "",
+                  metric_rows_table(motorcycle, names, [(f"{c} slices", {"region": "all", "slices": c})
+                                                        for c in sizes.motorcycle_slices], ("rmse", "abs_rel")), ""]
+    if real_rows:
+        lines += ["## Real phone stacks (`../shared/data/real_focal_stacks`, no ground truth)", "",
+                  "Aligned as the predictor aligns them, at the predictor's working size (longer side "
+                  f"{sizes.real_max_size} px). Agreement with each other method: ρ / m, the Spearman rank correlation "
+                  "of the two depth maps / their median absolute difference over the focus range. Times: warm "
+                  "call, then the first call (which compiles for a new shape; networks of one architecture share "
+                  "it). Picture: `real_stacks.png`.", ""]
+        for stack in dict.fromkeys(row["stack"] for row in real_rows):
+            rows = [row for row in real_rows if row["stack"] == stack]
+            others = [row["method"] for row in rows]
+            first = rows[0]
+            lines += [f"**{stack}**: {first['slices']} slices, {first['size']} px, focus unit {first['focus_unit']}.",
+                      "", "| method | warm s | first call s | " + " | ".join(f"vs {o}" for o in others) + " |",
+                      "|---" * (len(others) + 3) + "|"]
+            for row in rows:
+                cells = ["–" if o == row["method"] else
+                         f"{row[f'rho vs {o}']:.2f} / {row[f'median |diff|/range vs {o}']:.2f}" for o in others]
+                lines.append(f"| {row['method']} | {row['warm_s']:.2f} | {row['first_call_s']:.1f} | "
+                             + " | ".join(cells) + " |")
+            lines.append("")
+    lines += ["Every number above is in summary.csv (also per camera, spacing and coverage); per image in "
+              "per_image.csv."]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- main
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoint", action="append", default=None,
+                        help="NAME=FOLDER (exported checkpoint or training workdir); repeatable. Default: "
+                             + ", ".join(DEFAULT_CHECKPOINTS))
+    parser.add_argument("--add_checkpoint", action="append", default=[],
+                        help="NAME=FOLDER evaluated in addition to the defaults; repeatable")
+    parser.add_argument("--workdir_config", default="configs/engine_small.py",
+                        help="config of a workdir that did not record model.json")
+    parser.add_argument("--data_dir", default=None, help="TFDS data_dir (default $TFDS_DATA_DIR or ~/tensorflow_datasets)")
+    parser.add_argument("--real_dir", default=DEFAULT_REAL_DIR, help="folder of real stacks (one sub-folder each)")
+    parser.add_argument("--out", default=DEFAULT_OUT, help="folder for the tables and the picture")
+    parser.add_argument("--quick", action="store_true", help="tiny inputs (a smoke run)")
+    parser.add_argument("--noclassical", action="store_true", help="networks only")
+    parser.add_argument("--skip", default="", help="comma list of engine,synthetic,motorcycle,real to leave out")
+    args = parser.parse_args(argv)
+    command = "python -m experiments.evaluate_generalisation " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = command.strip()
+    sizes = QUICK if args.quick else Sizes()
+    skip = {item.strip() for item in args.skip.split(",") if item.strip()}
+    unknown = skip - {"engine", "synthetic", "motorcycle", "real"}
+    if unknown:
+        parser.error(f"--skip knows engine, synthetic, motorcycle, real; got {sorted(unknown)}")
+
+    from dualfocus_jax.compilation_cache import enable_compilation_cache
+    from dualfocus_jax.inference import CheckpointError
+
+    enable_compilation_cache()
+    started = time.perf_counter()
+    export_root = tempfile.mkdtemp(prefix="generalisation_exports_")
+    try:
+        specs = [parse_checkpoint_spec(s) for s in (args.checkpoint or list(DEFAULT_CHECKPOINTS))
+                 + args.add_checkpoint]
+        names = [name for name, _ in specs]
+        if len(set(names)) != len(names):
+            raise ValueError(f"checkpoint names must differ, got {names}.")
+        methods = [load_method(name, folder, export_root=export_root, workdir_config=args.workdir_config,
+                               command=command) for name, folder in specs]
+    except (ValueError, CheckpointError) as error:
+        shutil.rmtree(export_root, ignore_errors=True)
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    shutil.rmtree(export_root, ignore_errors=True)  # loaded into memory
+    if not args.noclassical:
+        methods += [Method(CLASSICAL_RAW, "classical", refine=False), Method(CLASSICAL_REFINED, "classical")]
+    print("methods: " + ", ".join(m.name for m in methods), flush=True)
+
+    records: list[dict] = []
+    inputs = []
+    if "engine" not in skip:
+        inputs.append(("engine", engine_scenes(sizes, args.data_dir)))
+    if "synthetic" not in skip:
+        inputs.append(("synthetic_focal", synthetic_scenes(sizes, args.data_dir, args.quick)))
+    if "motorcycle" not in skip:
+        inputs.append(("motorcycle", motorcycle_scenes(sizes)))
+    longest = max(sizes.slice_counts)
+    for label, scenes in inputs:
+        for count, scene in enumerate(scenes, start=1):
+            subsets = sizes.subset_sizes if scene.dataset == "engine" and len(scene.focus) == longest else ()
+            records += score_scene(scene, methods, subsets)
+            print(f"{label} {count}: {scene.example_id} ({len(scene.focus)} slices) "
+                  f"[{(time.perf_counter() - started) / 60:.1f} min]", flush=True)
+    real_rows, panels = [], []
+    if "real" not in skip:
+        folders = real_stack_folders(args.real_dir, sizes.real_stacks)
+        if not folders:
+            print(f"real stacks: none in {args.real_dir} (skipped)", flush=True)
+        real_rows, panels = evaluate_real_stacks(folders, methods, sizes)
+
+    os.makedirs(args.out, exist_ok=True)
+    text = report_markdown(records, real_rows, methods, sizes, command, time.perf_counter() - started)
+    write_csv(os.path.join(args.out, "per_image.csv"), records)
+    write_csv(os.path.join(args.out, "summary.csv"), summary_rows(records))
+    if real_rows:
+        write_csv(os.path.join(args.out, "real_stacks.csv"), real_rows)
+        save_real_picture(panels, os.path.join(args.out, "real_stacks.png"))
+    with open(os.path.join(args.out, "generalisation.md"), "w", encoding="utf-8") as handle:
+        handle.write(text + "\n")
+    print(text)
+    print(f"wrote {args.out}/generalisation.md, summary.csv, per_image.csv"
+          + (", real_stacks.csv, real_stacks.png" if real_rows else ""), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,84 @@
+"""experiments/evaluate_generalisation.py end to end in --quick mode (the network replaced by a stand-in, so
+no network compiles: its path is `predict_depth`, tested elsewhere), and its pieces: the classical baseline
+as the predictor runs it, slice subsets, checkpoint arguments."""
+
+import csv
+import os
+
+import numpy as np
+import pytest
+
+from experiments import evaluate_generalisation as evaluation
+
+CANDIDATE = "dualfocus_jax/pretrained/small_engine_candidate"
+
+
+def _write_real_stack(folder):
+    from PIL import Image
+
+    os.makedirs(folder)
+    rng = np.random.default_rng(0)
+    texture = rng.random((40, 40, 3))
+    for index in range(3):
+        blurred = texture if index == 1 else (texture + np.roll(texture, index + 1, axis=0)) / 2
+        Image.fromarray((blurred * 255).astype(np.uint8)).save(os.path.join(folder, f"image_{index}.png"))
+    with open(os.path.join(folder, "focus_distances.txt"), "w") as handle:
+        handle.write("0.5\n0.7\n1.0\n")
+
+
+def test_quick_run_writes_every_table_and_the_picture(tmp_path, monkeypatch):
+    calls = []
+
+    def stand_in(method, images, focus, focus_unit="distance"):
+        calls.append((method.name, images.shape))
+        return np.full(images.shape[1:3], float(np.median(focus)), np.float32)
+
+    monkeypatch.setattr(evaluation, "network_depth", stand_in)
+    _write_real_stack(str(tmp_path / "real" / "toy"))
+    out = tmp_path / "out"
+    code = evaluation.main(["--quick", "--checkpoint", f"cand={CANDIDATE}", "--out", str(out),
+                            "--data_dir", str(tmp_path / "tfds"), "--real_dir", str(tmp_path / "real")])
+    assert code == 0
+    assert {"generalisation.md", "summary.csv", "per_image.csv", "real_stacks.csv", "real_stacks.png"} <= set(
+        os.listdir(out))
+    assert os.path.getsize(out / "real_stacks.png") < 400_000
+    text = (out / "generalisation.md").read_text()
+    for heading in ("RMSE (m) per slice count", "per camera family", "per scene family", "Regions",
+                    "5-slice stacks predicted from evenly chosen slices", "Motorcycle", "Real phone stacks"):
+        assert heading in text
+    assert "cand, 3 of 5 slices" in text
+    with open(out / "per_image.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    methods = {row["method"] for row in rows}
+    assert {"cand", "classical (raw)", "classical (refined)", "cand, 3 of 5 slices"} <= methods
+    assert {row["dataset"] for row in rows} == {"engine", "motorcycle"}
+    assert {row["region"] for row in rows} == set(evaluation.REGIONS)
+    assert all(np.isfinite(float(row["rmse"])) for row in rows if row["region"] == "all")
+    # The network saw the engine stacks (3 and 5 slices, and 3 of the 5), the motorcycle and the real stack.
+    assert sorted({shape[0] for _, shape in calls}) == [3, 5]
+
+
+def test_classical_refined_is_what_the_predictor_runs():
+    from dualfocus_jax.inference import predict_depth
+
+    rng = np.random.default_rng(1)
+    stack = rng.random((3, 32, 32, 3)).astype(np.float32)
+    focus = np.array([0.5, 0.8, 1.4])
+    ours = evaluation.classical_depth(stack, focus, refine=True)
+    np.testing.assert_allclose(ours, predict_depth(stack, focus, method="classical").depth_HW, rtol=1e-5, atol=1e-6)
+    raw = evaluation.classical_depth(stack, focus, refine=False)
+    assert raw.shape == (32, 32) and focus.min() - 1e-6 <= raw.min() and raw.max() <= focus.max() + 1e-6
+
+
+def test_evenly_chosen_slices_keep_both_ends():
+    np.testing.assert_array_equal(evaluation.evenly_chosen_slices(16, 7), [0, 2, 5, 8, 10, 12, 15])
+    np.testing.assert_array_equal(evaluation.evenly_chosen_slices(16, 10)[[0, -1]], [0, 15])
+    assert len(evaluation.evenly_chosen_slices(16, 10)) == 10
+
+
+def test_checkpoint_arguments(tmp_path):
+    assert evaluation.parse_checkpoint_spec("a=b/c") == ("a", "b/c")
+    assert evaluation.parse_checkpoint_spec("runs/x/") == ("x", "runs/x/")
+    with pytest.raises(ValueError, match="NAME=FOLDER"):
+        evaluation.parse_checkpoint_spec("=b")
+    assert evaluation.main(["--checkpoint", f"x={tmp_path}", "--out", str(tmp_path / "o")]) == 1
