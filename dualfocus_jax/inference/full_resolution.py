@@ -34,6 +34,8 @@ def all_in_focus_at_full_resolution(paths_S: Sequence[str], weights_SHW: np.ndar
     weights = np.asarray(weights_SHW, np.float32)
     factor_y, factor_x = height / weights.shape[1], width / weights.shape[2]
     numerator = np.zeros((height, width, 3), np.float32)
+    scratch = np.empty((height, width, 3), np.float32)
+    scratch_hw = np.empty((height, width), np.float32)
     denominator = np.zeros((height, width), np.float32)
     reference = None
     for index, path in enumerate(paths_S):
@@ -52,17 +54,23 @@ def all_in_focus_at_full_resolution(paths_S: Sequence[str], weights_SHW: np.ndar
             shift_x = float(alignment.shift_yx_S2[index][1]) * factor_x
             pixels, covered = _warp(pixels, scale, shift_y, shift_x)
             weight *= covered
-        # 8-bit pixels enter the sum as they are (float32 products; /255 below): no float copy of each photo.
-        weight_scaled = weight / 255.0 if eight_bit_rgb else weight
-        numerator += weight_scaled[..., None] * pixels
+        # 8-bit pixels enter the sum as they are (float32 products; /255 below): no float copy of each photo,
+        # and the products go to one reused buffer (at 12 MP each temporary is 150 MB).
+        if eight_bit_rgb:
+            weight_scaled = np.multiply(weight, np.float32(1.0 / 255.0), out=scratch_hw)
+        else:
+            weight_scaled = weight
+        np.multiply(pixels, weight_scaled[..., None], out=scratch)
+        numerator += scratch
         denominator += weight
         if reference is None and (alignment is None or index == alignment.reference_index):
-            reference = pixels.astype(np.float32) / 255.0 if eight_bit_rgb else pixels
-    with np.errstate(invalid="ignore", divide="ignore"):
-        blended = numerator / np.maximum(denominator, 1e-12)[..., None]
+            reference = (pixels, eight_bit_rgb)
+    np.maximum(denominator, 1e-12, out=scratch_hw)
+    blended = np.divide(numerator, scratch_hw[..., None], out=numerator)
     uncovered = denominator <= 1e-6
     if np.any(uncovered):
-        blended[uncovered] = reference[uncovered]
+        pixels, eight_bit = reference
+        blended[uncovered] = pixels[uncovered].astype(np.float32) / (255.0 if eight_bit else 1.0)
     return np.clip(blended, 0.0, 1.0, out=blended)
 
 
