@@ -261,6 +261,7 @@ def _damaged_exif_stack(folder):
     ("out_is_a_file", "is a file, not a folder"),
     ("out_under_a_file", "cannot be created"),
     ("out_not_writable", "is not writable"),
+    ("out_is_the_stack", "is the --stack folder"),
 ])
 def test_bad_input_fails_with_one_clear_message_before_heavy_compute(stack, tmp_path, capsys, no_heavy_compute,
                                                                       case, words):
@@ -294,6 +295,8 @@ def test_bad_input_fails_with_one_clear_message_before_heavy_compute(stack, tmp_
     elif case == "out_under_a_file":
         (tmp_path / "file").write_text("x")
         out = tmp_path / "file" / "out"
+    elif case == "out_is_the_stack":
+        out = stack
     elif case == "out_not_writable":
         if os.geteuid() == 0:  # root writes anywhere on a writable file system: use one that is not
             out = "/proc/dualfocus_out"
@@ -305,8 +308,10 @@ def test_bad_input_fails_with_one_clear_message_before_heavy_compute(stack, tmp_
     error = capsys.readouterr().err
     assert error.startswith("error: ") and words in error, error
     assert len(error.strip().splitlines()) == 1  # one message, no traceback
-    if case.startswith("out_is"):
+    if case == "out_is_a_file":
         assert (tmp_path / "out").read_text() == "not a folder"
+    elif case == "out_is_the_stack":
+        assert sorted(os.listdir(stack)) == [f"photo_{i:02d}.png" for i in range(NUM_SLICES)]
     elif not case.startswith("out_"):
         assert not os.path.exists(out)
 

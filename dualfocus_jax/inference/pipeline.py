@@ -100,6 +100,9 @@ def run_prediction(stack_dir: str, out_dir: str, *, focus_distances=None, checkp
     timings: dict[str, float] = {}
     focus_unit, unit = _check_arguments(method, focus_unit, focus_order, focus_distances, unit, max_size,
                                         full_resolution, fov_deg)
+    if os.path.abspath(out_dir) == os.path.abspath(stack_dir):
+        raise PredictionInputError(f"--out {out_dir!r} is the --stack folder: the pictures written there would be "
+                                   "read as slices by the next run. Choose another --out (e.g. a sibling folder).")
     check_output_folder(out_dir)
     if isinstance(focus_distances, str):
         focus_distances = parse_focus_distances(focus_distances)
