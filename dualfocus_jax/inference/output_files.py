@@ -25,6 +25,7 @@ exactly one run's files, and one without it holds no earlier run's files.
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 import shutil
@@ -95,6 +96,8 @@ class OutputFolder:
         self._staged: list[tuple[str, str]] = []
         self._lock = None
         self._committing = False
+        self._pool = None
+        self._pending: list = []
 
     def __enter__(self) -> "OutputFolder":
         check_output_folder(self.out_dir)
@@ -146,6 +149,9 @@ class OutputFolder:
         shutil.rmtree(previous, ignore_errors=True)
 
     def __exit__(self, exc_type, *exc_info) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)  # no writer may still be creating a temporary file
+            self._pool, self._pending = None, []
         for temporary, _ in self._staged:  # a failed run leaves no temporary files behind
             _remove(temporary)
         if exc_type is not None and self._lock is not None and not self._committing:
@@ -158,18 +164,36 @@ class OutputFolder:
             self._lock.close()  # releases the lock
             self._lock = None
 
-    def stage(self, name: str, write) -> str:
-        """Calls write(temporary path) and keeps the file for `commit`; returns the final path."""
+    def stage(self, name: str, write, *, background: bool = False) -> str:
+        """Calls write(temporary path) and keeps the file for `commit`; returns the final path.
+
+        background=True runs the write in a worker thread (encoders and file writes release the GIL, so
+        12 MP EXR/PNG/TIFF files are written side by side); `commit` waits for them and re-raises the first
+        failure. Writes that draw with matplotlib stay in the calling thread (it is not thread-safe)."""
         base, extension = os.path.splitext(name)
         temporary = os.path.join(self.out_dir, f".{base}{PARTIAL_MARK}{os.getpid()}{extension}")
         self._staged.append((temporary, os.path.join(self.out_dir, name)))
-        write(temporary)
-        _fsync(temporary)
+        if background:
+            if self._pool is None:
+                self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(2, min(4, os.cpu_count() or 1)),
+                                                                   thread_name_prefix="dualfocus-write")
+            self._pending.append(self._pool.submit(_write_and_sync, write, temporary))
+        else:
+            _write_and_sync(write, temporary)
         return os.path.join(self.out_dir, name)
+
+    def wait(self) -> None:
+        """Waits for the background writes; re-raises the first failure."""
+        pending, self._pending = self._pending, []
+        errors = [future.exception() for future in pending]
+        for error in errors:
+            if error is not None:
+                raise error
 
     def commit(self, metadata: dict) -> list[str]:
         """Removes the files of an earlier run, renames the staged files into place, then writes
         metadata.json (with the list of files) last; returns the final paths, metadata.json last."""
+        self.wait()
         finals = [final for _, final in self._staged]
         self._committing = True  # from here on the earlier files never come back beside the new ones
         for name in OUTPUT_FILES:
@@ -195,7 +219,8 @@ def write_prediction(folder: OutputFolder, prediction: DepthPrediction, *, depth
                      focus_S, unit: str, title: str, points=None) -> dict:
     """Stages every output file of one prediction in `folder` (call `folder.commit` after).
 
-    depth_HW, uncertainty_HW, all_in_focus_HWC: at the output (input photos') pixel grid; `prediction` and
+    depth_HW, uncertainty_HW, all_in_focus_HWC: at the output (input photos') pixel grid (all_in_focus_HWC
+      may be a function returning it: it is then computed while the maps are being written); `prediction` and
     images_SHWC at the working grid, for the pictures. points: (points (N, 3), colours (N, 3)) or None.
     Returns the metadata of the files (the 16-bit PNG scales).
     """
@@ -207,21 +232,23 @@ def write_prediction(folder: OutputFolder, prediction: DepthPrediction, *, depth
     files: dict = {}
     meaning = prediction.units.describe(unit)  # e.g. "RELATIVE depth in slice units": said in every file
     for name, array in (("depth", depth), ("uncertainty", uncertainty)):
-        folder.stage(f"{name}.npy", lambda path, a=array: _save_npy(path, a))
+        folder.stage(f"{name}.npy", lambda path, a=array: _save_npy(path, a), background=True)
         folder.stage(f"{name}.exr", lambda path, a=array, n=name: write_exr(path, a, quantity=n, unit=unit,
-                                                                            meaning=meaning))
+                                                                            meaning=meaning), background=True)
         folder.stage(f"{name}.tif", lambda path, a=array, n=name: write_float_tiff(
-            path, a, description=f"{n} ({unit}); {meaning}"))
+            path, a, description=f"{n} ({unit}); {meaning}"), background=True)
         if name == "depth":
             low, high = float(focus.min()), float(focus.max())
         else:
             low, high = 0.0, float(max(np.max(uncertainty), 0.0))
         scale = (high - low) / 65535.0 if high > low else 1.0
         folder.stage(f"{name}_16bit.png", lambda path, a=array, n=name, lo=low, sc=scale:
-                     write_png16(path, a, offset=lo, scale=sc, quantity=n, unit=unit, meaning=meaning))
+                     write_png16(path, a, offset=lo, scale=sc, quantity=n, unit=unit, meaning=meaning),
+                     background=True)
         files[f"{name}_16bit.png"] = {"offset": low, "scale": scale, "unit": unit,
                                       "value": f"{name} = offset + scale * pixel"}
-    folder.stage("aif.png", lambda path: save_rgb_png(path, all_in_focus_HWC, format="PNG", compress_level=1))
+    aif = all_in_focus_HWC() if callable(all_in_focus_HWC) else all_in_focus_HWC
+    folder.stage("aif.png", lambda path: save_rgb_png(path, aif, format="PNG", compress_level=1), background=True)
     depth_panel = _depth_panel(prediction.depth_HW, focus, unit, prediction.units)
     folder.stage("depth.png", lambda path: save_scalar_png(path, depth_panel, format="png"))
     picks = np.unique(np.linspace(0, len(focus) - 1, min(3, len(focus))).round().astype(int))
@@ -235,7 +262,7 @@ def write_prediction(folder: OutputFolder, prediction: DepthPrediction, *, depth
     folder.stage("summary.png", lambda path: save_panels_png(
         path, panels, columns=3, title=f"{title}\n{prediction.units.describe(unit)}", format="png"))
     if points is not None:
-        folder.stage("points.ply", lambda path: write_ply(path, points[0], points[1]))
+        folder.stage("points.ply", lambda path: write_ply(path, points[0], points[1]), background=True)
     return files
 
 
@@ -334,6 +361,11 @@ def _lock_holder(path: str) -> str | None:
     except OSError:
         return None
     return None
+
+
+def _write_and_sync(write, temporary: str) -> None:
+    write(temporary)
+    _fsync(temporary)
 
 
 def _fsync(path: str) -> None:

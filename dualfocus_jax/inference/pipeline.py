@@ -172,9 +172,14 @@ def run_prediction(stack_dir: str, out_dir: str, *, focus_distances=None, checkp
         else:
             depth = resize_map(prediction.depth_HW, output_hw)
             uncertainty = np.maximum(resize_map(prediction.uncertainty_HW, output_hw), 0.0)
-            aif = all_in_focus_at_full_resolution(stack.source_files, prediction.weights_SHW, alignment, output_hw)
+            def aif():  # computed by write_prediction while the depth files are encoded in the background
+                return all_in_focus_at_full_resolution(stack.source_files, prediction.weights_SHW, alignment,
+                                                       output_hw)
         timings["full_grid_s"] = time.perf_counter() - t0
-        log(f"[4/5] outputs at the photos' grid {output_hw[1]}x{output_hw[0]} px in {timings['full_grid_s']:.1f} s")
+        log(f"[4/5] outputs at the photos' grid {output_hw[1]}x{output_hw[0]} px: depth and uncertainty in "
+            f"{timings['full_grid_s']:.1f} s (the all-in-focus image is blended while they are written)"
+            if output_hw != (stack.height, stack.width) else
+            f"[4/5] outputs at the photos' grid {output_hw[1]}x{output_hw[0]} px (the working grid)")
 
         t0 = time.perf_counter()
         points = None
@@ -192,6 +197,7 @@ def run_prediction(stack_dir: str, out_dir: str, *, focus_distances=None, checkp
         png_scales = write_prediction(folder, prediction, depth_HW=depth, uncertainty_HW=uncertainty,
                                       all_in_focus_HWC=aif, images_SHWC=images, focus_S=focus, unit=unit,
                                       title=title, points=points)
+        folder.wait()  # the background writes
         order = units.near_to_far_S
         summary.update(
             stack=os.path.abspath(stack_dir),
