@@ -50,6 +50,8 @@ DEFAULT_REAL_DIR = os.path.join("..", "shared", "data", "real_focal_stacks")
 CLASSICAL_RAW, CLASSICAL_REFINED = "classical (raw)", "classical (refined)"
 REGIONS = ("all", "depth_edges", "fine_texture")
 REPORTED = ("rmse", "abs_rel", "rmse_range", "delta1", "mae")
+# Columns of per_image.csv beyond the identity and group columns.
+PER_IMAGE_METRICS = REPORTED + ("log_rmse", "sq_rel", "bump", "pixels", "seconds")
 # Stacks whose focus values cannot be read as distances (SOURCES.md of the real stacks): their order only.
 REAL_FOCUS_ORDERS = {"mobile_depth_balls": "far_to_near"}
 
@@ -355,7 +357,7 @@ def save_real_picture(panels: list[dict], path: str) -> None:
     if not panels:
         return
     columns = 1 + len(panels[0]["depths"])
-    figure = Figure(figsize=(2.4 * columns, 2.0 * len(panels) + 0.3), dpi=80)
+    figure = Figure(figsize=(2.4 * columns, 2.0 * len(panels) + 0.3), dpi=56)
     FigureCanvasAgg(figure)
     for row, panel in enumerate(panels):
         stacked = np.stack(list(panel["depths"].values()))
@@ -397,11 +399,12 @@ def group_table(records, methods: list[str], metric: str, group_key: str, groups
 
 
 def ratio_table(records, methods: list[str], reference: str, groups: list) -> str:
-    """Each network's RMSE and AbsRel over the reference's, per slice count (≤ 0.75 = at least 25% below)."""
+    """Each network's RMSE, AbsRel and RMSE/range over the reference's, per slice count (≤ 0.75 = at least 25%
+    below)."""
     header = [f"{g} slices" for g in groups]
     lines = ["| method | metric | " + " | ".join(header) + " |", "|---" * (len(header) + 2) + "|"]
     for method in methods:
-        for metric in ("rmse", "abs_rel"):
+        for metric in ("rmse", "abs_rel", "rmse_range"):
             cells = []
             for g in groups:
                 ours = mean_over_images(records, method=method, region="all", slices=g)[metric]
@@ -425,20 +428,22 @@ def metric_rows_table(records, labels: list[str], columns: list[tuple[str, dict]
     return "\n".join(lines)
 
 
-def subset_finding(records, networks: list[str], longest: int, subset_sizes) -> str:
+def subset_finding(records, methods: list[str], longest: int, subset_sizes) -> str:
+    """One line per method: how its best slice subset (by RMSE / focus range) changes the three main metrics."""
     lines = []
-    for name in networks:
+    for name in methods:
         full = mean_over_images(records, method=name, region="all", slices=longest)
         options = [(mean_over_images(records, method=f"{name}, {k} of {longest} slices", region="all",
                                      slices=longest), k) for k in subset_sizes if k < longest]
         options = [(o, k) for o, k in options if np.isfinite(o["rmse"])]
-        if not options:
+        if not options or not full["rmse_range"] > 0:
             continue
         best, k = min(options, key=lambda item: item[0]["rmse_range"])
-        change = best["rmse_range"] / full["rmse_range"] - 1.0 if full["rmse_range"] > 0 else float("nan")
-        verdict = ("helps" if change < -0.05 else "does not help" if change > 0.05 else "makes little difference")
-        lines.append(f"- {name}: the best subset ({k} of {longest}) changes RMSE/range by {100 * change:+.0f}% and "
-                     f"AbsRel from {full['abs_rel']:.4f} to {best['abs_rel']:.4f}: choosing slices {verdict}.")
+        changes = {m: 100 * (best[m] / full[m] - 1.0) for m in ("rmse_range", "rmse", "abs_rel")}
+        verdict = ("helps" if changes["rmse_range"] < -5 else "hurts" if changes["rmse_range"] > 5
+                   else "makes little difference (within 5%)")
+        lines.append(f"- {name}: its best subset, {k} of {longest}, changes RMSE/range by {changes['rmse_range']:+.0f}%, "
+                     f"RMSE by {changes['rmse']:+.0f}%, AbsRel by {changes['abs_rel']:+.0f}%: choosing slices {verdict}.")
     return "\n".join(lines) if lines else "- (no subset rows)"
 
 
@@ -640,7 +645,10 @@ def main(argv=None) -> int:
 
     os.makedirs(args.out, exist_ok=True)
     text = report_markdown(records, real_rows, methods, sizes, command, time.perf_counter() - started)
-    write_csv(os.path.join(args.out, "per_image.csv"), records)
+    identity = ("dataset", "example", "method", "base_method", "input_slices", "region", "slices", "camera",
+                "camera_family", "scene_family", "spacing", "coverage")
+    write_csv(os.path.join(args.out, "per_image.csv"),
+              [{k: r[k] for k in identity + PER_IMAGE_METRICS if k in r} for r in records])
     write_csv(os.path.join(args.out, "summary.csv"), summary_rows(records))
     if real_rows:
         write_csv(os.path.join(args.out, "real_stacks.csv"), real_rows)
