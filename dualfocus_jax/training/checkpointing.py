@@ -208,6 +208,10 @@ class Checkpoints:
         return os.path.join(self.directory, str(step), item) if item else os.path.join(self.directory, str(step))
 
     # ------------------------------------------------------------------ save
+    def will_save(self, step: int, *, force: bool = False) -> bool:
+        """Whether `save(step, ..., force=force)` would write a checkpoint (so its state is checked first)."""
+        return force or self.manager.should_save(step)
+
     def save(self, step: int, state, data_iterator, *, metrics: dict | None = None, force: bool = False) -> bool:
         """Saves state and iterator position at `step` if the save policy (or `force`) says so; returns whether.
 

@@ -137,6 +137,14 @@ def initial_state_from_export(folder: str, model_config: DualFocusConfig, optimi
     return train_state_from_params(params, optimizer)
 
 
+def fetch_metrics(pending: list[tuple[int, dict]]) -> list[tuple[int, dict[str, float]]]:
+    """The metrics of the updates in `pending` as Python floats, in one transfer from the devices (the loop's
+    only device-to-host fetch between validations and saves)."""
+    values = jax.device_get([metrics for _, metrics in pending])
+    return [(step, {name: float(value) for name, value in step_values.items()})
+            for (step, _), step_values in zip(pending, values)]
+
+
 def write_run_config(workdir: str, config, model_config: DualFocusConfig) -> None:
     """<workdir>/config.json (the resolved experiment config) and model.json (the full model config), each
     written to a temporary name and renamed, so a crash never leaves half a file."""
@@ -223,16 +231,33 @@ def train_and_evaluate(config, workdir: str, mode: str = "train_and_eval") -> di
         if mode != "eval" and start_step < total_steps:
             say(f"== training steps {start_step + 1}..{total_steps}, global batch {config.input.batch_size}")
             tick, tick_step = time.perf_counter(), start_step
+            # Metrics stay on the device between the steps that need them (log, validation, save), so the host
+            # never waits for an update and prepares the next batch while the device computes; `pending` holds
+            # the unread metrics of each update since the last check.
+            pending: list[tuple[int, dict]] = []
+            param_abs_limit = float(config.train.get("max_param_abs", PARAM_ABS_LIMIT))
             for step in range(start_step + 1, total_steps + 1):
                 batch = mesh_lib.global_batch_array(next(data_iterator), mesh)
-                state, metrics = train_step(state, batch)
-                metrics = {name: float(value) for name, value in jax.device_get(metrics).items()}
-                # The state of this update is checked (finite, not exploding) before it can be saved.
-                raise_if_not_finite(metrics, step, last_saved, checkpointing.checkpoint_dir(workdir),
-                                    param_abs_limit=float(config.train.get("max_param_abs", PARAM_ABS_LIMIT)))
+                state, device_metrics = train_step(state, batch)
+                pending.append((step, device_metrics))
+                is_last = step == total_steps
+                is_log = step % int(config.train.log_every_steps) == 0 or is_last
+                validates = bool(config.validation.dataset) and (
+                    step % int(config.train.validate_every_steps) == 0 or is_last)
+                saves = checkpoints.will_save(step, force=is_last)
+                if not (is_log or validates or saves):
+                    continue
+                # Every update since the last check is checked (finite, not exploding) before its state can be
+                # validated or saved, so a checkpoint on disk never holds a diverged state.
+                metrics = None
+                for checked_step, values in fetch_metrics(pending):
+                    raise_if_not_finite(values, checked_step, last_saved, checkpointing.checkpoint_dir(workdir),
+                                        param_abs_limit=param_abs_limit)
+                    metrics = values
+                pending.clear()
                 del metrics["opt_state_nonfinite"]
                 checkpoints.check_pending()  # a failed asynchronous save stops the run here, not later
-                if step % int(config.train.log_every_steps) == 0 or step == total_steps:
+                if is_log:
                     elapsed = time.perf_counter() - tick
                     metrics["steps_per_second"] = (step - tick_step) / max(elapsed, 1e-9)
                     metrics["examples_per_second"] = metrics["steps_per_second"] * int(config.input.batch_size)
@@ -240,13 +265,12 @@ def train_and_evaluate(config, workdir: str, mode: str = "train_and_eval") -> di
                     metric_log.write("train", step, metrics)
                     say(f"step {step}/{total_steps}: " + ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
                 validation = None
-                is_last = step == total_steps
-                if config.validation.dataset and (step % int(config.train.validate_every_steps) == 0 or is_last):
+                if validates:
                     validation = run_evaluation(mesh_lib.host_copy(state.params), model_config, config,
                                                 config.validation, predict=predict).metrics
                     metric_log.write("validation", step, validation)
                     say(f"validation at step {step}: " + ", ".join(f"{k}={v:.4g}" for k, v in validation.items()))
-                if checkpoints.save(step, state, data_iterator, metrics=validation, force=is_last):
+                if saves and checkpoints.save(step, state, data_iterator, metrics=validation, force=is_last):
                     last_saved = step
                     say(f"checkpoint at step {step}")
             checkpoints.finish()
