@@ -122,6 +122,16 @@ def test_a_failed_run_leaves_the_earlier_outputs_as_they_were(stack, tmp_path, m
     assert {n: (out / n).read_bytes() for n in visible(out)} == before
     assert check_consistent(out) == "A"
 
+    # A write that fails in a worker thread (the EXR encoder, here): the same, and no temporary file is left.
+    import dualfocus_jax.inference.output_files as output_files
+
+    monkeypatch.undo()
+    monkeypatch.setattr(output_files, "write_exr", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        predict_in_process(stack, out, "B")
+    assert {n: (out / n).read_bytes() for n in visible(out)} == before
+    assert not [n for n in os.listdir(out) if PARTIAL_MARK in n] and not (out / PREVIOUS_DIR).exists()
+
 
 def test_a_second_prediction_into_a_busy_out_is_refused_before_any_work(stack, tmp_path, capsys, monkeypatch):
     out = tmp_path / "out"
