@@ -106,9 +106,11 @@ def base_config():
     # typed placeholder (unset = the size/variant default) that a recipe or the command line may set, e.g.
     # `--config.model.cg_iters=20` or `--config.model.encoder_widths=(32,64,128,192)`.
     config.model = model_block()
-    # Initialisation of a new run ("" = random): an exported checkpoint folder whose parameters start the run
-    # (same architecture; the optimizer starts fresh). A resumed run ignores it: its checkpoint wins.
-    config.model_init = ConfigDict(dict(checkpoint=""))
+    # Initialisation of a new run ("" = random; the optimizer always starts fresh, and a resumed run ignores
+    # both: its checkpoint wins). checkpoint: an exported checkpoint folder whose parameters start the run (same
+    # architecture). imagenet_npz: torchvision's ImageNet ResNet-18 weights as .npz for the encoder trunk, the
+    # rest random, as DFV starts (conversion in dualfocus_jax/model/pretrained_encoder.py; fits size="paper").
+    config.model_init = ConfigDict(dict(checkpoint="", imagenet_npz=""))
     config.input = ConfigDict(dict(
         data_dir="",            # TFDS data_dir; "" = $TFDS_DATA_DIR or ~/tensorflow_datasets
         prepare_if_missing=False,  # prepare datasets that need no manual files on first use

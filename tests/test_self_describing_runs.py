@@ -177,7 +177,7 @@ def test_resume_with_another_architecture_field_is_refused(trained):
     message = one_error(run(*command), 1)
     # Named by the resume check where it compares the resolved model (model.json); else the restore's array
     # comparison refuses it.
-    assert "model.stem_width: 8 in the checkpoints, 16 now" in message or "arrays differ" in message, message
+    assert "model.stem_width: 8 in the checkpoints, 16 now" in message, message
     assert checkpoint_steps(workdir) == [2]
 
 

@@ -19,7 +19,7 @@ import jax
 
 from dualfocus_jax.inference.checkpoint_io import load_exported_checkpoint
 from dualfocus_jax.metrics_report import write_metrics_tables
-from dualfocus_jax.model import DualFocusConfig, parameter_count
+from dualfocus_jax.model import DualFocusConfig, load_torchvision_resnet18, parameter_count
 from dualfocus_jax.training import checkpointing, mesh as mesh_lib
 from dualfocus_jax.training.eval_panels import save_example_panel
 from dualfocus_jax.training.eval_protocols import protocol_named
@@ -37,6 +37,12 @@ MODES = ("train", "eval", "train_and_eval")
 RUN_CONFIG = "config.json"
 RUN_MODEL = "model.json"
 RESUME_MUST_MATCH = ("model", "optimizer")
+# Model fields a resume may change (with a warning): none of them changes an array of the saved state or what
+# the parameters mean (loss weights and tolerances, the solver's method and iterations, padding, the 3D
+# convolution's implementation, the inference projection). Every other field must match.
+RESUME_TUNABLE_MODEL = ("lambda_sv", "lambda_fv", "tau_rel", "level_weights", "smooth_l1_beta",
+                        "gt_min_valid_fraction", "solver", "cg_iters", "pad_mode", "conv3d_impl",
+                        "project_unimodal_at_inference")
 
 
 def model_config_from(model_block) -> DualFocusConfig:
@@ -70,7 +76,10 @@ def _differences(stored, current, prefix: str) -> list[str]:
         for key in sorted(set(stored) | set(current)):
             found += _differences(stored.get(key, "(absent)"), current.get(key, "(absent)"), f"{prefix}.{key}")
         return found
-    return [] if stored == current else [f"{prefix}: {stored!r} in the checkpoints, {current!r} now"]
+    unset = (None, "(absent)")  # a field a recorded config predates and one left unset are the same
+    if stored == current or (stored in unset and current in unset):
+        return []
+    return [f"{prefix}: {stored!r} in the checkpoints, {current!r} now"]
 
 
 def check_resume_matches(workdir: str, config, model_config: DualFocusConfig) -> None:
@@ -95,22 +104,26 @@ def check_resume_matches(workdir: str, config, model_config: DualFocusConfig) ->
     current = _config_json(config)
     changed = {block: _differences(stored.get(block, {}), current.get(block, {}), block)
                for block in RESUME_MUST_MATCH}
-    tunable = {f"model.{key}" for key in current["model"]} - {"model.size", "model.variant"}
+    model_path = os.path.join(workdir, RUN_MODEL)
+    if os.path.isfile(model_path):
+        try:
+            with open(model_path, encoding="utf-8") as handle:
+                stored_model = json.load(handle)["model_config"]
+            # The model is compared as what it resolves to (an unset field and its size/variant default are the
+            # same model); the config block only for the size and variant it asked for.
+            picked = ("model.size", "model.variant")
+            resolved = _differences(stored_model, json.loads(json.dumps(model_config.to_dict())), "model")
+            changed["model"] = ([line for line in changed["model"] if line.split(":")[0] in picked]
+                                + [line for line in resolved if line.split(":")[0] not in picked])
+        except (OSError, ValueError, KeyError) as error:
+            warn(f"warning: cannot read {model_path} ({type(error).__name__}); not compared.")
+    tunable = {f"model.{key}" for key in RESUME_TUNABLE_MODEL}
     tunable |= {f"optimizer.{key}" for key in current["optimizer"]} - {"optimizer.name"}
     blocking = [line for lines in changed.values() for line in lines if line.split(":")[0] not in tunable]
     clip_before = float(stored.get("optimizer", {}).get("grad_clip_norm", 0) or 0) > 0
     if clip_before != (float(config.optimizer.grad_clip_norm) > 0):
         blocking.append(f"optimizer.grad_clip_norm: clipping {'on' if clip_before else 'off'} in the checkpoints, "
                         f"{'off' if clip_before else 'on'} now (its state is part of the checkpoint)")
-    model_path = os.path.join(workdir, RUN_MODEL)
-    if os.path.isfile(model_path):
-        try:
-            with open(model_path, encoding="utf-8") as handle:
-                stored_model = json.load(handle)["model_config"]
-            resolved = _differences(stored_model, json.loads(json.dumps(model_config.to_dict())), "model")
-            blocking += [line for line in resolved if line.split(":")[0] not in tunable and line not in blocking]
-        except (OSError, ValueError, KeyError) as error:
-            warn(f"warning: cannot read {model_path} ({type(error).__name__}); not compared.")
     allowed = [line for lines in changed.values() for line in lines if line not in blocking]
     if blocking:
         raise checkpointing.CheckpointMismatchError(
@@ -205,9 +218,16 @@ def train_and_evaluate(config, workdir: str, mode: str = "train_and_eval") -> di
     init_rng = jax.random.key(int(config.seed))
     fresh_state = initial_train_state(model_config, optimizer, init_rng)
     init_from = str(config.get("model_init", {}).get("checkpoint", "") or "")
+    imagenet_npz = str(config.get("model_init", {}).get("imagenet_npz", "") or "")
+    if init_from and imagenet_npz:
+        raise ValueError("config.model_init: set checkpoint or imagenet_npz, not both (an exported checkpoint "
+                         "already holds its encoder).")
     if init_from and checkpointing.latest_saved_step(workdir) is None:
         fresh_state = initial_state_from_export(init_from, model_config, optimizer, fresh_state)
         say(f"== parameters initialised from {init_from}")
+    if imagenet_npz and checkpointing.latest_saved_step(workdir) is None:
+        fresh_state = train_state_from_params(load_torchvision_resnet18(fresh_state.params, imagenet_npz), optimizer)
+        say(f"== encoder trunk initialised from {imagenet_npz} (ImageNet ResNet-18)")
     say(f"== model: {parameter_count(fresh_state.params):,} parameters; optimizer {config.optimizer.name} "
         f"lr {config.optimizer.lr} ({config.optimizer.schedule}), clip {config.optimizer.grad_clip_norm}")
 
