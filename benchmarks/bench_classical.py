@@ -87,8 +87,6 @@ def run_case(workload: str, size: int, num_slices: int, repeats: int, time_budge
         psf = workload.split()[2]
         compiled = lambda im, d, f: render_layered_stack(im, d, f, NYUV2_CAMERA, psf=psf)  # noqa: E731
         inputs = (image, depth, focus)
-        input_mib = sum(np.asarray(a).nbytes for a in inputs) / 2**20
-        compile_s, compile_peak_mib = 0.0, _max_rss_mib() - baseline_mib
     elif workload.startswith("render"):
         mode = workload.split()[1]
         function = jax.jit(lambda im, d, f: render_focal_stack(im, d, f, NYUV2_CAMERA, mode=mode))
@@ -97,12 +95,13 @@ def run_case(workload: str, size: int, num_slices: int, repeats: int, time_budge
         refine = "refine 300" in workload
         function = jax.jit(lambda st, f: estimate_depth_classical(st, f, refine=refine, refine_iters=300))
         inputs = (_synthetic_stack(image, num_slices), focus)
+    input_mib = sum(np.asarray(a).nbytes for a in inputs) / 2**20
+
+    start = time.perf_counter()
     if not workload.startswith("render fft"):
-        input_mib = sum(np.asarray(a).nbytes for a in inputs) / 2**20
-        start = time.perf_counter()
         compiled = function.lower(*inputs).compile()
-        compile_s = time.perf_counter() - start
-        compile_peak_mib = _max_rss_mib() - baseline_mib
+    compile_s = time.perf_counter() - start
+    compile_peak_mib = _max_rss_mib() - baseline_mib
 
     call_times = []
     spent = 0.0

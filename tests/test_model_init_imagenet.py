@@ -8,21 +8,12 @@ import flax
 import jax
 import numpy as np
 import pytest
-from absl import flags
-from ml_collections import config_flags
 
+from test_configs import load_with_flags
 from test_model_pretrained import _torchvision_state
 from test_train_data import prepare_tiny_focal
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def load_with_flags(argv):
-    values = flags.FlagValues()
-    config_flags.DEFINE_config_file("config", None, "config", flag_values=values, lock_config=True,
-                                    sys_argv=["train", *argv])
-    values(["train", *argv])
-    return values.config
 
 
 def tiny_run_config(data_dir, *extra):

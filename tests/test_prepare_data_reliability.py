@@ -235,12 +235,18 @@ def test_without_overwrite_the_finished_dataset_is_reused(prepared):
     assert examples(data_dir) == before
 
 
-def test_sigkill_during_a_rebuild_leaves_the_old_dataset_and_no_lock_that_blocks(prepared, tmp_path):
-    data_dir, manual, before = prepared
+def start_slow_rebuild(data_dir, manual, tmp_path):
+    """A `prepare_data --overwrite` child that writes scenes slowly, returned once it has begun generating."""
     marker = tmp_path / "generating"
     child = start(["--dataset=fod500", f"--manual_dir={manual}", f"--data_dir={data_dir}", "--overwrite"],
                   PREP_DELAY_S=0.3, PREP_MARKER=marker)
     wait_for(marker, child)
+    return child
+
+
+def test_sigkill_during_a_rebuild_leaves_the_old_dataset_and_no_lock_that_blocks(prepared, tmp_path):
+    data_dir, manual, before = prepared
+    child = start_slow_rebuild(data_dir, manual, tmp_path)
     time.sleep(0.5)  # a scene or two written into the temporary folder
     child.send_signal(signal.SIGKILL)
     finish(child)
@@ -256,10 +262,7 @@ def test_sigkill_during_a_rebuild_leaves_the_old_dataset_and_no_lock_that_blocks
 
 def test_sigterm_during_a_rebuild_ends_with_one_message_and_deletes_the_partial_copy(prepared, tmp_path):
     data_dir, manual, before = prepared
-    marker = tmp_path / "generating"
-    child = start(["--dataset=fod500", f"--manual_dir={manual}", f"--data_dir={data_dir}", "--overwrite"],
-                  PREP_DELAY_S=0.3, PREP_MARKER=marker)
-    wait_for(marker, child)
+    child = start_slow_rebuild(data_dir, manual, tmp_path)
     child.send_signal(signal.SIGTERM)
     assert_one_message(finish(child), "interrupted", "unchanged", status=130)
     assert examples(data_dir) == before and leftovers(data_dir) == []

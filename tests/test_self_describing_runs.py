@@ -17,17 +17,14 @@ import sys
 import numpy as np
 import pytest
 
+from test_reliability_training import child_env
 from test_train_data import prepare_tiny_focal
+
+from dualfocus_jax.training.checkpointing import saved_steps
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # What the run changes from configs/demo.py:runlocal (both change the parameters' shapes or names).
 RUN_MODEL = ["--config.model.variant=dfv", "--config.model.stem_width=8"]
-
-
-def child_env():
-    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1")
-    env.pop("XLA_FLAGS", None)
-    return env
 
 
 def run(*arguments, timeout=300):
@@ -55,11 +52,6 @@ def one_error(result, status):
     return result.stderr[result.stderr.index("error:"):]
 
 
-def checkpoint_steps(workdir):
-    folder = os.path.join(workdir, "checkpoints")
-    return sorted(int(name) for name in os.listdir(folder) if name.isdigit())
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """(root, data_dir, cache, workdir): a finished 2-step run of a dfv model with stem width 8."""
@@ -69,7 +61,7 @@ def trained(tmp_path_factory):
     workdir = root / "run"
     result = run(*training_command(workdir, data_dir, cache))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert checkpoint_steps(workdir) == [2]
+    assert saved_steps(str(workdir)) == [2]
     assert not os.path.exists(workdir / "eval")  # --mode=train: no evaluation yet
     return root, data_dir, cache, workdir
 
@@ -136,7 +128,7 @@ def test_eval_mode_without_config_evaluates_with_the_recorded_config(trained):
     (row,) = metrics["metrics"]
     assert row == "dualfocus small/dfv (step 2)"
     assert all(np.isfinite(value) for value in metrics["metrics"][row].values())
-    assert checkpoint_steps(workdir) == [2]
+    assert saved_steps(str(workdir)) == [2]
 
     # The recorded config as a config file takes overrides; the evaluation sees them.
     result = run("--config=configs/recorded.py:" + str(workdir), f"--workdir={workdir}", "--mode=eval",
@@ -178,7 +170,7 @@ def test_resume_with_another_architecture_field_is_refused(trained):
     # Named by the resume check where it compares the resolved model (model.json); else the restore's array
     # comparison refuses it.
     assert "model.stem_width: 8 in the checkpoints, 16 now" in message, message
-    assert checkpoint_steps(workdir) == [2]
+    assert saved_steps(str(workdir)) == [2]
 
 
 # ---------------------------------------------------------------- the export reads the run's config
