@@ -18,12 +18,18 @@ Second stage (`configs/engine_small.py:stage=2`): starts from the first stage's 
 (`dualfocus_jax/pretrained/small_engine_candidate`, via config.model_init.checkpoint) and goes on with a lower
 learning rate on 64² and 96² crops, so the network sees more context around depth edges and textureless
 patches than 64² crops give; 8,000 updates by default.
+
+Third stage (`configs/engine_small.py:stage=3`): starts from the second stage's export
+(`dualfocus_jax/pretrained/small_engine_stage2`) on 96² and 128² crops (the evaluation stacks are 128² and
+larger; wider crops hold whole objects and more of the textureless surfaces the network must fill in) at a
+lower rate again; 5,000 updates by default.
 """
 
 from configs.common import apply_runlocal, base_config, engine_source, eval_split, parse_arg
 
 
 FIRST_STAGE_EXPORT = "dualfocus_jax/pretrained/small_engine_candidate"
+SECOND_STAGE_EXPORT = "dualfocus_jax/pretrained/small_engine_stage2"
 
 
 def get_config(arg=None):
@@ -39,9 +45,13 @@ def get_config(arg=None):
         config.model_init.checkpoint = FIRST_STAGE_EXPORT
         config.input.crop_sizes = ((64, 64), (96, 96))
         config.optimizer.update(lr=3e-4, warmup_steps=100)
+    elif arg.stage == 3:
+        config.model_init.checkpoint = SECOND_STAGE_EXPORT
+        config.input.crop_sizes = ((96, 96), (128, 128))
+        config.optimizer.update(lr=2e-4, warmup_steps=100)
     elif arg.stage != 1:
-        raise ValueError(f"configs/engine_small.py: stage must be 1 or 2, not {arg.stage}")
-    steps = arg.steps or (20000 if arg.stage == 1 else 8000)
+        raise ValueError(f"configs/engine_small.py: stage must be 1, 2 or 3, not {arg.stage}")
+    steps = arg.steps or {1: 20000, 2: 8000, 3: 5000}[arg.stage]
     config.train.update(total_steps=steps, log_every_steps=100, validate_every_steps=2000)
     config.checkpoint.update(every_steps=500, keep_latest=2, keep_best=1, best_metric="rmse", best_mode="min")
     config.validation = eval_split("synthetic_focal", "train[180:]", "synthetic_focal", batch_size=4, num_panels=0)

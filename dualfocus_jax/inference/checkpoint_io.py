@@ -19,7 +19,7 @@ import os
 import jax
 import numpy as np
 
-from dualfocus_jax.model import DualFocusConfig, abstract_params
+from dualfocus_jax.model import DualFocusConfig, params_mismatch
 
 CONFIG_FILE = "model_config.json"
 PARAMS_DIR = "params"
@@ -54,12 +54,13 @@ def save_exported_checkpoint(folder: str, params: dict, config: DualFocusConfig,
     return folder
 
 
-def load_exported_checkpoint(folder: str | None = None) -> tuple[dict, DualFocusConfig]:
+def load_exported_checkpoint(folder: str | None = None, *, check_shapes: bool = True) -> tuple[dict, DualFocusConfig]:
     """({'params': ...} as NumPy float32, DualFocusConfig) from an exported checkpoint folder.
 
     `folder` None = the shipped model (`DEFAULT_CHECKPOINT`). Raises CheckpointError when the folder is
     missing, is not an exported checkpoint, its config is unreadable, its parameters are unreadable or do
-    not have the shapes the config implies (a checkpoint of another model).
+    not have the shapes the config implies (a checkpoint of another model). `check_shapes` False leaves that
+    last check to the caller (the predictor's traced_network.py does it only when it traces the model anyway).
     """
     folder = os.path.abspath(folder or DEFAULT_CHECKPOINT)
     config = read_checkpoint_config(folder)
@@ -80,7 +81,8 @@ def load_exported_checkpoint(folder: str | None = None) -> tuple[dict, DualFocus
                               f"{str(error)[:200]}); the checkpoint is damaged or not an orbax parameter tree. "
                               "Re-export it, or pass another --checkpoint.") from None
     params = jax.tree.map(lambda leaf: np.asarray(leaf, np.float32), restored)
-    _check_params_match(params, config, folder)
+    if check_shapes:
+        _check_params_match(params, config, folder)
     return params, config
 
 
@@ -107,23 +109,14 @@ def read_checkpoint_config(folder: str) -> DualFocusConfig:
 
 def _check_params_match(params, config: DualFocusConfig, folder: str) -> None:
     """CheckpointError listing the first differences when `params` do not fit `DualFocusNet(config)`."""
-    expected = {jax.tree_util.keystr(path): tuple(leaf.shape)
-                for path, leaf in jax.tree_util.tree_leaves_with_path(abstract_params(config, num_slices=2,
-                                                                                     height=32, width=32))}
-    found = {jax.tree_util.keystr(path): tuple(np.shape(leaf))
-             for path, leaf in jax.tree_util.tree_leaves_with_path(params)}
-    missing = sorted(set(expected) - set(found))
-    extra = sorted(set(found) - set(expected))
-    wrong = sorted(k for k in set(expected) & set(found) if expected[k] != found[k])
-    if missing or extra or wrong:
-        details = []
-        if wrong:
-            details.append("shape mismatches " + ", ".join(f"{k}: {found[k]} vs {expected[k]}" for k in wrong[:3]))
-        if missing:
-            details.append(f"{len(missing)} missing (e.g. {missing[0]})")
-        if extra:
-            details.append(f"{len(extra)} unexpected (e.g. {extra[0]})")
-        raise CheckpointError(
-            f"the parameters in {folder!r} do not belong to the model its config describes "
-            f"({config.size}/{config.variant}): {'; '.join(details)}. The checkpoint comes from another model "
-            "(size or variant) or its model_config.json was edited; use the matching config or another checkpoint.")
+    mismatch = params_mismatch(params, config)
+    if mismatch:
+        raise mismatch_error(folder, config, mismatch)
+
+
+def mismatch_error(folder: str, config: DualFocusConfig, mismatch: str) -> CheckpointError:
+    """The error for parameters of `folder` that do not fit the model its config describes."""
+    return CheckpointError(
+        f"the parameters in {folder!r} do not belong to the model its config describes "
+        f"({config.size}/{config.variant}): {mismatch}. The checkpoint comes from another model "
+        "(size or variant) or its model_config.json was edited; use the matching config or another checkpoint.")

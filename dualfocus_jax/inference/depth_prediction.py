@@ -8,21 +8,21 @@ near to far (the order it was trained on); for diopters and disparities that is 
 Slice counts: the shipped network was trained on 5 slices, but its encoder is per slice and its decoder is
 3D-convolutional along the slice axis, so any S >= 2 runs unchanged (10 slices: see
 experiments/results/pretrained_small.md for the effect on the rendered motorcycle). Image size: any; the
-model pads to a multiple of 32 internally and crops back. It is compiled once per (S, H, W).
+model pads to a multiple of 32 internally and crops back. It is traced and compiled once per (S, H, W)
+(traced_network.py keeps both between processes).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
 from dualfocus_jax.classical import FOCUS_MEASURES, estimate_depth_classical, focus_distribution
 from dualfocus_jax.inference.focus_units import FocusWorkingUnits, depth_from_slice_probabilities, focus_working_units
-from dualfocus_jax.model import DualFocusConfig, DualFocusNet
+from dualfocus_jax.inference.traced_network import network_probabilities
+from dualfocus_jax.model import DualFocusConfig
 
 METHODS = ("network", "classical")
 
@@ -65,23 +65,12 @@ def predict_depth(images_SHWC: np.ndarray, focus_distances_S: np.ndarray, *, met
     if method == "network":
         if params is None or config is None:
             raise ValueError("method 'network' needs params and config (load_exported_checkpoint()).")
-        prob, aif = _network_probabilities(params, config, jnp.asarray(images[near_to_far]))
+        prob, aif = network_probabilities(params, config, jnp.asarray(images[near_to_far]))
         prob = np.asarray(prob)
         depth, uncertainty = depth_from_slice_probabilities(prob, units)
         return DepthPrediction(depth, uncertainty, np.clip(np.asarray(aif, np.float32), 0, 1), units,
                                prob[back_to_given].astype(np.float32))
     return _classical(images[near_to_far], units, back_to_given)
-
-
-@functools.partial(jax.jit, static_argnums=(1,))
-def _network_probabilities(params, config: DualFocusConfig, images_SHWC):
-    """(p (S, H, W) over the slices in the given order, all-in-focus (H, W, 3))."""
-    s = images_SHWC.shape[0]
-    # Slice indices as focus values: the network only sorts by them (the given order is near to far, the
-    # order it was trained on) and the expectation is redone outside in the working units.
-    order = jnp.arange(s, dtype=jnp.float32)[None]
-    outputs = DualFocusNet(config).apply(params, images_SHWC[None], order, train=False)
-    return outputs["prob"][0], outputs["all_in_focus"][0]
 
 
 def _classical(images_SHWC: np.ndarray, units: FocusWorkingUnits, back_to_given: np.ndarray) -> DepthPrediction:

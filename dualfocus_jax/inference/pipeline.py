@@ -24,7 +24,12 @@ from dualfocus_jax.focal_stack import (
     parse_focus_values,
 )
 from dualfocus_jax.inference.alignment import align_focal_stack
-from dualfocus_jax.inference.checkpoint_io import DEFAULT_CHECKPOINT, CheckpointError, load_exported_checkpoint
+from dualfocus_jax.inference.checkpoint_io import (
+    DEFAULT_CHECKPOINT,
+    CheckpointError,
+    load_exported_checkpoint,
+    mismatch_error,
+)
 from dualfocus_jax.inference.depth_prediction import METHODS, predict_depth
 from dualfocus_jax.inference.focus_units import (
     DEFAULT_UNIT_LABELS,
@@ -38,6 +43,7 @@ from dualfocus_jax.inference.focus_units import (
 from dualfocus_jax.inference.full_resolution import all_in_focus_at_full_resolution, resize_map
 from dualfocus_jax.inference.output_files import OutputFolder, OutputFolderError, check_output_folder, write_prediction
 from dualfocus_jax.inference.point_cloud import DEFAULT_FOV_DEG, depth_to_points, intrinsics_from_fov
+from dualfocus_jax.inference.traced_network import NetworkMismatchError
 
 
 LENGTH_UNITS = ("m", "cm", "mm", "km", "in", "ft", "metre", "metres", "meter", "meters")
@@ -119,7 +125,8 @@ def run_prediction(stack_dir: str, out_dir: str, *, focus_distances=None, checkp
     summary: dict = {"dualfocus_jax_version": __version__, "method": method}
     if method == "network":
         t0 = time.perf_counter()
-        params, config = load_exported_checkpoint(checkpoint)
+        # The shape check traces the model: traced_network.py does it only when it has no stored program.
+        params, config = load_exported_checkpoint(checkpoint, check_shapes=False)
         summary["checkpoint"] = os.path.abspath(checkpoint or DEFAULT_CHECKPOINT)
         summary["model"] = f"DualFocus {config.size}/{config.variant}"
         timings["load_checkpoint_s"] = time.perf_counter() - t0
@@ -159,8 +166,11 @@ def run_prediction(stack_dir: str, out_dir: str, *, focus_distances=None, checkp
         timings["align_s"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        prediction = predict_depth(images, focus, method=method, params=params, config=config,
-                                   focus_unit=focus_unit)
+        try:
+            prediction = predict_depth(images, focus, method=method, params=params, config=config,
+                                       focus_unit=focus_unit)
+        except NetworkMismatchError as error:
+            raise mismatch_error(summary["checkpoint"], config, error.mismatch) from None
         timings["predict_s"] = time.perf_counter() - t0
         log(f"[3/5] predicted ({method}) in {timings['predict_s']:.1f} s: depth "
             f"{np.percentile(prediction.depth_HW, 1):.3g}-{np.percentile(prediction.depth_HW, 99):.3g} {unit} "

@@ -12,7 +12,13 @@
 
 from dualfocus_jax.model.compile_options import FAST_COMPILE_OPTIONS
 from dualfocus_jax.model.config import SIZES, VARIANTS, DualFocusConfig, model_config
-from dualfocus_jax.model.dualfocus import DualFocusNet, abstract_params, initial_params, parameter_count
+from dualfocus_jax.model.dualfocus import (
+    DualFocusNet,
+    abstract_params,
+    initial_params,
+    parameter_count,
+    params_mismatch,
+)
 from dualfocus_jax.model.losses import (
     depth_loss,
     dualfocus_loss,
@@ -37,5 +43,6 @@ __all__ = [
     "load_torchvision_resnet18",
     "model_config",
     "parameter_count",
+    "params_mismatch",
     "spatial_variational_loss",
 ]

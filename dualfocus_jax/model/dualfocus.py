@@ -172,6 +172,25 @@ def abstract_params(config: DualFocusConfig, num_slices: int = 5, height: int = 
     return jax.eval_shape(lambda rng, x, f: model.init(rng, x, f, train=True), jax.random.key(0), stack, focus)
 
 
+def params_mismatch(params, config: DualFocusConfig) -> str | None:
+    """None when `params` have exactly the shapes `DualFocusNet(config)` needs, else the first differences."""
+    expected = {jax.tree_util.keystr(path): tuple(leaf.shape) for path, leaf in
+                jax.tree_util.tree_leaves_with_path(abstract_params(config, num_slices=2, height=32, width=32))}
+    found = {jax.tree_util.keystr(path): tuple(jnp.shape(leaf))
+             for path, leaf in jax.tree_util.tree_leaves_with_path(params)}
+    missing = sorted(set(expected) - set(found))
+    extra = sorted(set(found) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(found) if expected[k] != found[k])
+    details = []
+    if wrong:
+        details.append("shape mismatches " + ", ".join(f"{k}: {found[k]} vs {expected[k]}" for k in wrong[:3]))
+    if missing:
+        details.append(f"{len(missing)} missing (e.g. {missing[0]})")
+    if extra:
+        details.append(f"{len(extra)} unexpected (e.g. {extra[0]})")
+    return "; ".join(details) or None
+
+
 def parameter_count(params) -> int:
     """Total number of scalars in a parameter tree (arrays or ShapeDtypeStructs)."""
     return int(sum(int(jnp.size(leaf)) if hasattr(leaf, "size") else 0 for leaf in jax.tree.leaves(params)))
