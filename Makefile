@@ -1,10 +1,10 @@
-# The README's two commands: `make demo` and `make test`. Both create .venv/ on first use.
+# The README's two commands: `make demo` and `make test`. Both create .venv/ on first use (so does `make lint`).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo train-demo test bench bench-quick bench-device ablation clean-venv
+.PHONY: demo train-demo lint test bench bench-quick bench-device ablation clean-venv
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ demo: $(STAMP)
 
 train-demo: $(STAMP)
 	$(PY) -m experiments.train --config configs/demo.py --workdir runs/train_demo
+
+# ruff, configured in pyproject.toml ([tool.ruff]); CI (.ci/run) runs it before the tests.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
 
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2 tests

@@ -148,7 +148,8 @@ def _header(args) -> str:
             f"- machine: {os.cpu_count()} CPUs, {cpu_model_name()}, {platform.system()} {platform.release()}; "
             f"load average at start {load}",
             f"- jax {jax.__version__}, backend {jax.default_backend()} ({jax.devices()[0].device_kind})",
-            "- renderer: NYUV2_CAMERA (50 mm f/8, 12 µm), kernel 7 (gaussian), 16 layers (layered, dense per-layer blur matrices); fft = the engine's "
+            "- renderer: NYUV2_CAMERA (50 mm f/8, 12 µm), kernel 7 (gaussian), 16 layers (layered, dense per-layer "
+            "blur matrices); fft = the engine's "
             "occlusion-aware layered renderer with FFT blurs (NumPy, host; up to 24 soft layers, disc or Gaussian "
             "PSF; no compile step); pipeline: "
             "modified Laplacian, window 9, Gaussian peak fit; input = astronaut photo on a 2-4 m scene",

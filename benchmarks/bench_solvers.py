@@ -26,9 +26,8 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.linalg
 
-from dualfocus_jax.variational import integrate_gradients_cg, integrate_gradients_dct
-
 from benchmarks.machine import cpu_model_name
+from dualfocus_jax.variational import integrate_gradients_cg, integrate_gradients_dct
 
 DENSE_MAX_SIDE = 32
 
@@ -126,7 +125,7 @@ def main() -> None:
 
             normal_rhs = matrix.T @ targets  # PᵀΓ, (HW, batch)
 
-            def dense_solve():
+            def dense_solve(matrix=matrix, normal_rhs=normal_rhs):
                 # + 11ᵀ pins the null space: 1ᵀPᵀΓ = 0 forces 1ᵀz = 0, so z is the zero-mean solution.
                 pinned = matrix.T @ matrix + 1.0
                 return scipy.linalg.cho_solve(scipy.linalg.cho_factor(pinned), normal_rhs)

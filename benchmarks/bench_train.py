@@ -8,7 +8,8 @@ The train step runs on random inputs of the demo's shape (batch 4, 5 slices, 64Ã
 --batch/--crop), on all local devices, with the demo's optimizer; compile time is reported separately. The
 input pipeline is timed for each source of --sources: `synthetic_focal`, the demo config's
 (`configs/demo.py`: tfds.data_source + grain, random crops, flips; prepared on first use), and `engine`, the
-focal-stack engine of `configs/engine_small.py` (stacks drawn and rendered on the fly in grain threads), both at the timed batch and crop. "input / train" is the input pipeline's rate
+focal-stack engine of `configs/engine_small.py` (stacks drawn and rendered on the fly in grain threads), both
+at the timed batch and crop. "input / train" is the input pipeline's rate
 over the train step's: above 1Ã— the source keeps up with training on this machine, though both share its
 cores when they run together.
 """

@@ -52,7 +52,8 @@ def table_rows(markdown: str) -> list[list[str]]:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny cases of every benchmark (QUICK_ARGS)")
-    parser.add_argument("--only", default=",".join(BENCHMARKS), help="comma-separated subset of " + ", ".join(BENCHMARKS))
+    parser.add_argument("--only", default=",".join(BENCHMARKS),
+                        help="comma-separated subset of " + ", ".join(BENCHMARKS))
     parser.add_argument("--out", default=RESULTS_DIR, help="folder for the published tables")
     args = parser.parse_args(argv)
     chosen = [name.strip() for name in args.only.split(",") if name.strip()]

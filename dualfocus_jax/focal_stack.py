@@ -29,8 +29,8 @@ UNIT_SUFFIXES = {
     "d": ("diopter", "D"), "dpt": ("diopter", "D"), "diopter": ("diopter", "D"), "diopters": ("diopter", "D"),
     "1/m": ("diopter", "D"), "px": ("disparity", "px"),
 }
-_VALUE_WITH_UNIT = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?inf|nan)\s*([A-Za-z/]*[A-Za-z])?\s*$",
-                              re.IGNORECASE)
+_VALUE_WITH_UNIT = re.compile(
+    r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?inf|nan)\s*([A-Za-z/]*[A-Za-z])?\s*$", re.IGNORECASE)
 # EXIF: the Exif sub-IFD and its SubjectDistance tag (metres, a rational; 0 = unknown, 0xFFFFFFFF = infinity).
 _EXIF_IFD, _SUBJECT_DISTANCE = 0x8769, 0x9206
 # XMP fields holding a focus distance in metres (Adobe's aux: namespace, EXIF-in-XMP).
@@ -89,7 +89,7 @@ class FocalStack:
         focus_positions: Sequence[float] | np.ndarray,
         unit: str = "unknown",
         source_files: Sequence[str] = (),
-    ) -> "FocalStack":
+    ) -> FocalStack:
         """Validates, converts to float32 in [0, 1] and sorts slices by focus position.
 
         Args:

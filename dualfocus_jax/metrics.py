@@ -196,7 +196,8 @@ def _scharr_along_height(image_BHW):
     below = padded[:, 2:2 + height]
     above = padded[:, 0:height]
     rows_diff = below - above
-    return (3.0 * rows_diff[:, :, 0:width] + 10.0 * rows_diff[:, :, 1:1 + width] + 3.0 * rows_diff[:, :, 2:2 + width]) / 16.0
+    return (3.0 * rows_diff[:, :, 0:width] + 10.0 * rows_diff[:, :, 1:1 + width]
+            + 3.0 * rows_diff[:, :, 2:2 + width]) / 16.0
 
 
 def _scharr_along_width(image_BHW):

@@ -88,7 +88,8 @@ def train_all(names, seeds, steps: int, workdir: str) -> None:
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--phase", choices=["all", "train", "report", "sensitivity"], default="all")
-    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of " + ",".join(VARIANTS))
+    parser.add_argument("--variants", default=",".join(VARIANTS),
+                        help="comma-separated subset of " + ",".join(VARIANTS))
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated integer seeds")
     parser.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="optimizer updates per run")
     parser.add_argument("--workdir", default=os.path.join("runs", "ablation"))

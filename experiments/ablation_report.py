@@ -14,8 +14,15 @@ import platform
 
 import numpy as np
 
-from experiments.ablation_scoring import (PREDICTIONS_FILE, REGIONS, classical_predictions, motorcycle_set,
-                                          region_scores, score_run, synthetic_test_set)
+from experiments.ablation_scoring import (
+    PREDICTIONS_FILE,
+    REGIONS,
+    classical_predictions,
+    motorcycle_set,
+    region_scores,
+    score_run,
+    synthetic_test_set,
+)
 
 METRICS = ("rmse", "mae", "abs_rel", "sq_rel", "log_rmse", "mse", "delta1", "delta2", "delta3", "bump", "avg_unc")
 METHOD_LABELS = {
@@ -37,7 +44,8 @@ def collect_scores(args, eval_sets) -> tuple[dict, dict]:
 
     collected: dict[str, list] = {}
     runs = [(variant, seed) for variant in args.variants for seed in args.seeds]
-    runs += [(name, seed) for name in SENSITIVITY for seed in args.seeds if finished(args.workdir, name, seed, args.steps)]
+    runs += [(name, seed) for name in SENSITIVITY for seed in args.seeds
+             if finished(args.workdir, name, seed, args.steps)]
     for name, seed in runs:
         if not finished(args.workdir, name, seed, args.steps):
             print(f"  {name} seed {seed}: not trained to step {args.steps}, left out", flush=True)
@@ -241,7 +249,8 @@ def write_report(args) -> None:
         # The synthetic scene with the most depth-edge pixels: where the spatial constraint should matter.
         synthetic_index = int(np.argmax(eval_sets[0].masks["depth_edges"].sum(axis=(1, 2))))
         for eval_set, index, stem in ((eval_sets[1], 0, "motorcycle"), (eval_sets[0], synthetic_index, "synthetic")):
-            depth = {m: np.load(os.path.join(run_dir(args.workdir, m, first_seed), PREDICTIONS_FILE))[eval_set.name][index]
+            depth = {m: np.load(os.path.join(run_dir(args.workdir, m, first_seed),
+                                             PREDICTIONS_FILE))[eval_set.name][index]
                      for m in needed}
             depth["classical_refined"] = classical_depth[eval_set.name][index]
             path = os.path.join(args.results, f"ablation_{stem}.png")

@@ -113,12 +113,13 @@ def classical_predictions(eval_set: EvalSet, refine: bool):
 
 
 def score_run(run_dir: str, name: str, eval_sets: list[EvalSet], keep_predictions: bool) -> dict:
-    """Scores of a run's latest checkpoint (name: a variant or a key of experiments.ablation.SENSITIVITY), cached in <run_dir>/ablation_scores.json (recomputed when the
-    checkpoint step changes); with keep_predictions, its depth maps go to <run_dir>/ablation_predictions.npz."""
+    """Scores of a run's latest checkpoint (name: a variant or a key of experiments.ablation.SENSITIVITY), cached in
+    <run_dir>/ablation_scores.json (recomputed when the checkpoint step changes); with keep_predictions, its depth
+    maps go to <run_dir>/ablation_predictions.npz."""
     from configs.demo import get_config
-    from experiments.ablation import variant_and_overrides
     from dualfocus_jax.training.checkpointing import latest_saved_step, restore_params
     from dualfocus_jax.training.trainer import model_config_from
+    from experiments.ablation import variant_and_overrides
 
     step = latest_saved_step(run_dir)
     cache = os.path.join(run_dir, SCORES_FILE)

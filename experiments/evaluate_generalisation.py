@@ -389,7 +389,7 @@ def group_table(records, methods: list[str], metric: str, group_key: str, groups
                 extra=None, **where) -> str:
     """Markdown: rows methods, columns groups (+ all), cells the mean of `metric`."""
     header = [str(g) for g in groups] + ["all"]
-    lines = [f"| method | " + " | ".join(header) + " |", "|---" * (len(header) + 1) + "|"]
+    lines = ["| method | " + " | ".join(header) + " |", "|---" * (len(header) + 1) + "|"]
     for method in methods:
         cells = [_cell(mean_over_images(records, method=method, region=region, **{group_key: g}, **where)[metric],
                        metric) for g in groups]
@@ -442,8 +442,9 @@ def subset_finding(records, methods: list[str], longest: int, subset_sizes) -> s
         changes = {m: 100 * (best[m] / full[m] - 1.0) for m in ("rmse_range", "rmse", "abs_rel")}
         verdict = ("helps" if changes["rmse_range"] < -5 else "hurts" if changes["rmse_range"] > 5
                    else "makes little difference (within 5%)")
-        lines.append(f"- {name}: its best subset, {k} of {longest}, changes RMSE/range by {changes['rmse_range']:+.0f}%, "
-                     f"RMSE by {changes['rmse']:+.0f}%, AbsRel by {changes['abs_rel']:+.0f}%: choosing slices {verdict}.")
+        lines.append(f"- {name}: its best subset, {k} of {longest}, changes RMSE/range by "
+                     f"{changes['rmse_range']:+.0f}%, RMSE by {changes['rmse']:+.0f}%, "
+                     f"AbsRel by {changes['abs_rel']:+.0f}%: choosing slices {verdict}.")
     return "\n".join(lines) if lines else "- (no subset rows)"
 
 
@@ -583,7 +584,8 @@ def main(argv=None) -> int:
                         help="NAME=FOLDER evaluated in addition to the defaults; repeatable")
     parser.add_argument("--workdir_config", default="configs/engine_small.py",
                         help="config of a workdir that did not record model.json")
-    parser.add_argument("--data_dir", default=None, help="TFDS data_dir (default $TFDS_DATA_DIR or ~/tensorflow_datasets)")
+    parser.add_argument("--data_dir", default=None,
+                        help="TFDS data_dir (default $TFDS_DATA_DIR or ~/tensorflow_datasets)")
     parser.add_argument("--real_dir", default=DEFAULT_REAL_DIR, help="folder of real stacks (one sub-folder each)")
     parser.add_argument("--out", default=DEFAULT_OUT, help="folder for the tables and the picture")
     parser.add_argument("--quick", action="store_true", help="tiny inputs (a smoke run)")

@@ -2,13 +2,12 @@
 
 import functools
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.optimize
 import scipy.sparse
-
-import jax
-import jax.numpy as jnp
 
 from dualfocus_jax.classical import (
     depth_from_focus_argmax,
@@ -256,7 +255,7 @@ def _scene(name):
     return image, depth, valid, "gaussian"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _rendered_scene(name):
     """Renders `name` once per test session and runs the pipeline with and without refinement."""
     image, depth, valid, mode = _scene(name)

@@ -3,8 +3,7 @@
 import numpy as np
 import pytest
 
-from dualfocus_jax.evaluation_masks import (depth_edge_mask, fine_texture_mask, luminance_gradient,
-                                            region_masks)
+from dualfocus_jax.evaluation_masks import depth_edge_mask, fine_texture_mask, luminance_gradient, region_masks
 
 
 def step_depth(height=12, width=16, column=8, near=1.0, far=2.0):

@@ -5,8 +5,12 @@ import pytest
 import scipy.ndimage
 import scipy.signal
 
-from dualfocus_jax.rendering.fft_layered import (coc_radius_px, psf_transfer, render_layered_stack,
-                                                 soft_inverse_depth_layers)
+from dualfocus_jax.rendering.fft_layered import (
+    coc_radius_px,
+    psf_transfer,
+    render_layered_stack,
+    soft_inverse_depth_layers,
+)
 from dualfocus_jax.rendering.thin_lens import NYUV2_CAMERA, ThinLensCamera, circle_of_confusion_px
 
 
@@ -17,7 +21,8 @@ def _disc_kernel(radius, supersample=15):
     yy, xx = np.meshgrid(offsets, offsets, indexing="ij")
     inside = (yy ** 2 + xx ** 2 <= radius ** 2).astype(np.float64)
     size = 2 * half + 1
-    kernel = inside[: size * supersample, : size * supersample].reshape(size, supersample, size, supersample).sum((1, 3))
+    kernel = inside[: size * supersample, : size * supersample]
+    kernel = kernel.reshape(size, supersample, size, supersample).sum((1, 3))
     return kernel / kernel.sum()
 
 

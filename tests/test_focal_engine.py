@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import scipy.ndimage
 
-from dualfocus_jax.engine import CATALOGUE, EngineSettings, SCENE_FAMILIES, draw_focal_stack
+from dualfocus_jax.engine import CATALOGUE, SCENE_FAMILIES, EngineSettings, draw_focal_stack
 from dualfocus_jax.engine.cameras import camera_model_named
 from dualfocus_jax.engine.focus_schedules import COVERAGES, SPACINGS, draw_focus_schedule
 
@@ -60,7 +60,8 @@ def test_depth_edges_in_the_ground_truth_are_edges_in_the_stack():
         if np.ptp(inverse) < 1e-6:
             continue
         near_side = inverse > inverse.min() + 0.5 * np.ptp(inverse)
-        edge = scipy.ndimage.binary_dilation(near_side, iterations=2) ^ scipy.ndimage.binary_erosion(near_side, iterations=2)
+        edge = (scipy.ndimage.binary_dilation(near_side, iterations=2)
+                ^ scipy.ndimage.binary_erosion(near_side, iterations=2))
         if edge.sum() < 20:
             continue
         near_slice, far_slice = drawn["stack"][0].astype(np.float64), drawn["stack"][-1].astype(np.float64)

@@ -105,7 +105,8 @@ def test_spatial_loss_is_zero_when_theta_equals_the_ground_truth_gradient():
     theta = np.broadcast_to(target, (1, 5, 4, 4, 2)).astype(np.float32)
     valid = np.ones((1, 64, 64), bool)
     kwargs = dict(stride=stride, tau_rel=0.5)
-    got = spatial_variational_loss(jnp.asarray(theta), jnp.asarray(depth), jnp.asarray(valid), jnp.asarray(focus), **kwargs)
+    got = spatial_variational_loss(jnp.asarray(theta), jnp.asarray(depth), jnp.asarray(valid), jnp.asarray(focus),
+                                   **kwargs)
     assert abs(float(got)) < 1e-6
     # Offset both components by δ: q sums to 1, so every valid component costs δ and the per-pixel L1 norm
     # of the 2-vector is 2δ.

@@ -28,7 +28,8 @@ def test_total_loss_gradients_are_finite_and_reach_the_parameters():
     def loss(p):
         return dualfocus_loss(model.apply(p, stack, focus, train=True), gt, valid, config)
 
-    (total, parts), grads = jax.jit(jax.value_and_grad(loss, has_aux=True), compiler_options=FAST_COMPILE_OPTIONS)(params)
+    value_and_grad = jax.jit(jax.value_and_grad(loss, has_aux=True), compiler_options=FAST_COMPILE_OPTIONS)
+    (total, parts), grads = value_and_grad(params)
     assert np.isfinite(float(total)) and all(np.isfinite(float(v)) for v in parts.values())
     assert float(parts["spatial"]) > 0 and float(parts["focal"]) >= 0 and float(parts["depth"]) > 0
 

@@ -428,8 +428,9 @@ def test_a_rebuilt_config_keeps_its_default_config_record_and_reads_without_a_co
     assert (data_dir / "ddff12" / ".config" / "metadata.json").is_file()
     assert (data_dir / "ddff12" / "official" / LOCK_NAME).is_file()
     # A fresh process that does not import the builder finds the default config from the files alone.
-    code = ("import tensorflow_datasets as tfds; source = tfds.data_source('ddff12', data_dir=%r, download=False); "
-            "print(sorted((k, len(v)) for k, v in source.items()))" % os.fspath(data_dir))
+    code = ("import tensorflow_datasets as tfds; "
+            f"source = tfds.data_source('ddff12', data_dir={os.fspath(data_dir)!r}, download=False); "
+            "print(sorted((k, len(v)) for k, v in source.items()))")
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=child_env(), capture_output=True,
                             text=True, timeout=240)
     assert "[('test', 1), ('train', 2), ('validation', 1)]" in result.stdout, result.stderr[-3000:]

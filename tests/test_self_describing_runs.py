@@ -17,10 +17,9 @@ import sys
 import numpy as np
 import pytest
 
+from dualfocus_jax.training.checkpointing import saved_steps
 from test_reliability_training import child_env
 from test_train_data import prepare_tiny_focal
-
-from dualfocus_jax.training.checkpointing import saved_steps
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # What the run changes from configs/demo.py:runlocal (both change the parameters' shapes or names).

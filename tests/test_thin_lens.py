@@ -12,9 +12,9 @@ from dualfocus_jax.rendering import (
     arkitscenes_camera,
     circle_of_confusion_m,
     circle_of_confusion_px,
+    layered,
     render_focal_stack,
 )
-from dualfocus_jax.rendering import layered
 
 MODES = ("gaussian", "layered")
 
@@ -284,7 +284,8 @@ def test_gaussian_blur_matrices_are_identity_at_zero_width_and_normalised_inside
 @pytest.mark.parametrize("mode", MODES)
 def test_render_works_under_jit_and_vmap(mode):
     images = np.stack([_texture(12, 12, seed=9), _texture(12, 12, seed=10)])
-    depths = np.stack([np.full((12, 12), 1.0, np.float32), np.linspace(0.5, 3.0, 144, dtype=np.float32).reshape(12, 12)])
+    depths = np.stack([np.full((12, 12), 1.0, np.float32),
+                       np.linspace(0.5, 3.0, 144, dtype=np.float32).reshape(12, 12)])
     focus = np.array([[0.7, 2.0], [1.0, 2.5]], np.float32)
     render = jax.jit(render_focal_stack, static_argnames=("camera", "mode", "kernel_size", "num_layers"))
     batched = jax.vmap(lambda i, d, f: render_focal_stack(i, d, f, NYUV2_CAMERA, mode=mode))

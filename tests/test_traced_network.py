@@ -11,8 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dualfocus_jax.inference import DEFAULT_CHECKPOINT, load_exported_checkpoint
-from dualfocus_jax.inference import traced_network
+from dualfocus_jax.inference import DEFAULT_CHECKPOINT, load_exported_checkpoint, traced_network
 from dualfocus_jax.model import DualFocusNet, initial_params, model_config
 from dualfocus_jax.predict import main
 

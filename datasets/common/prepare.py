@@ -24,8 +24,16 @@ import time
 from pathlib import Path
 
 from datasets.common.manual_dir import manual_dir_path
-from datasets.common.safe_replace import (INFO_FILE, is_finished, new_temp_folder, notify_stderr, preparation_lock,
-                                          put_back, restore_moved_aside, swap_into_place)
+from datasets.common.safe_replace import (
+    INFO_FILE,
+    is_finished,
+    new_temp_folder,
+    notify_stderr,
+    preparation_lock,
+    put_back,
+    restore_moved_aside,
+    swap_into_place,
+)
 
 LOCK_NAME = "prepare.lock"
 

@@ -56,7 +56,7 @@ def rendered_stack_u8(image_HWC: np.ndarray, depth_m_HW: np.ndarray, focus_m_S: 
     return as_uint8_image(np.asarray(stack))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _batched_renderer(camera, mode: str, kernel_size: int, num_layers: int):
     import jax
 

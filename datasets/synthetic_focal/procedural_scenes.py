@@ -46,7 +46,7 @@ class ProceduralScene:
     family: str
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _photograph(name: str) -> np.ndarray:
     """(H, W, C) float32 in [0, 1], C = 1 or 3."""
     from skimage import data

@@ -110,7 +110,10 @@ def depth_from_focus_argmax(focus_SHW: jax.Array, focus_positions_S: jax.Array) 
     centre = jnp.clip(peak, 1, num_slices - 2)
     idx_a, idx_b, idx_c = centre - 1, centre, centre + 1
     x_a, x_b, x_c = positions[idx_a], positions[idx_b], positions[idx_c]
-    take = lambda idx: jnp.take_along_axis(focus, idx[None], axis=0)[0]
+
+    def take(idx):
+        return jnp.take_along_axis(focus, idx[None], axis=0)[0]
+
     y_a, y_b, y_c = take(idx_a), take(idx_b), take(idx_c)
 
     slope_ab = (y_b - y_a) / (x_b - x_a)

@@ -92,7 +92,10 @@ def _check_refinement_inputs(depth0_HW, data_weight_HW, smoothness, huber_eps, n
         raise ValueError(f"huber_eps must be a scalar, got shape {np.shape(huber_eps)}.")
     if isinstance(num_iters, bool) or not isinstance(num_iters, numbers.Integral) or num_iters < 1:
         raise ValueError(f"num_iters must be a positive int, got {num_iters!r}.")
-    concrete = lambda x: not isinstance(x, jax.core.Tracer)
+
+    def concrete(x):
+        return not isinstance(x, jax.core.Tracer)
+
     if concrete(smoothness) and not np.all(np.asarray(smoothness) > 0):
         raise ValueError("smoothness must be > 0 everywhere (the dual update divides by it).")
     if concrete(huber_eps) and not float(huber_eps) >= 0:

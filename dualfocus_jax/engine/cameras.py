@@ -5,18 +5,21 @@ width in pixels of the image the user's stack is worked at (the predictor's work
 default), so the pixel pitch is sensor width / image width. Values are the public specifications of typical
 devices (the ranges span the devices of each class, not one model):
 
-| entry              | family   | focal length   | f-number   | sensor width   | what it stands for                          |
-|--------------------|----------|----------------|------------|----------------|---------------------------------------------|
-| phone_main         | phone    | 4.0–7.0 mm     | f/1.5–2.0  | 5.6–9.8 mm     | the main camera of a recent phone            |
-| phone_tele         | phone    | 6.0–10 mm      | f/2.2–2.8  | 4.0–6.0 mm     | a phone's 2–3× telephoto                     |
-| phone_ultrawide    | phone    | 2.0–3.0 mm     | f/1.8–2.4  | 4.0–6.4 mm     | a phone's ultra-wide (little defocus)        |
-| dslr_standard      | dslr     | 24–50 mm       | f/1.4–5.6  | 22.3–36 mm     | APS-C / full-frame with a standard prime     |
-| dslr_portrait      | dslr     | 85–135 mm      | f/1.8–4.0  | 22.3–36 mm     | portrait lenses                              |
-| dslr_macro         | dslr     | 60–105 mm      | f/2.8–11   | 22.3–36 mm     | macro lenses at close range                  |
-| nyuv2              | protocol | 50 mm          | f/8        | 12 µm pixels   | the NYUv2 focal-stack protocol (HybridDepth) |
-| arkitscenes        | protocol | 2.9 mm         | f/0.5      | 3.1 mm         | the ARKitScenes protocol (HybridDepth)       |
-| fod500             | protocol | 2.9 mm         | f/1.0      | 3.1 mm         | FoD500 (DefocusNet's Blender camera; sensor assumed as ARKitScenes') |
-| ddff12             | protocol | 9.5 mm         | f/2.0      | 6.4 mm         | DDFF-12's Lytro Illum at its widest zoom (approximate) |
+| entry           | family   | focal length | f-number  | sensor width | what it stands for                           |
+|-----------------|----------|--------------|-----------|--------------|----------------------------------------------|
+| phone_main      | phone    | 4.0–7.0 mm   | f/1.5–2.0 | 5.6–9.8 mm   | the main camera of a recent phone            |
+| phone_tele      | phone    | 6.0–10 mm    | f/2.2–2.8 | 4.0–6.0 mm   | a phone's 2–3× telephoto                     |
+| phone_ultrawide | phone    | 2.0–3.0 mm   | f/1.8–2.4 | 4.0–6.4 mm   | a phone's ultra-wide (little defocus)        |
+| dslr_standard   | dslr     | 24–50 mm     | f/1.4–5.6 | 22.3–36 mm   | APS-C / full-frame with a standard prime     |
+| dslr_portrait   | dslr     | 85–135 mm    | f/1.8–4.0 | 22.3–36 mm   | portrait lenses                              |
+| dslr_macro      | dslr     | 60–105 mm    | f/2.8–11  | 22.3–36 mm   | macro lenses at close range                  |
+| nyuv2           | protocol | 50 mm        | f/8       | 12 µm pixels | the NYUv2 focal-stack protocol (HybridDepth) |
+| arkitscenes     | protocol | 2.9 mm       | f/0.5     | 3.1 mm       | the ARKitScenes protocol (HybridDepth)       |
+| fod500          | protocol | 2.9 mm       | f/1.0     | 3.1 mm       | FoD500 (DefocusNet's Blender camera)¹        |
+| ddff12          | protocol | 9.5 mm       | f/2.0     | 6.4 mm       | DDFF-12's Lytro Illum at its widest zoom²    |
+
+¹ sensor assumed to be ARKitScenes'.
+² approximate.
 
 Each entry also gives the distances its scenes are drawn from (macro lenses close, phones from 5 cm).
 """

@@ -58,7 +58,8 @@ class EngineSettings:
                              f"slices), got {tuple(self.slice_counts)}.")
         for name, values, known in (("cameras", self.cameras, cameras_lib.CAMERA_NAMES),
                                     ("families", self.families, SCENE_FAMILIES), ("spacings", self.spacings, SPACINGS),
-                                    ("coverages", self.coverages, COVERAGES), ("psf_shapes", self.psf_shapes, PSF_SHAPES)):
+                                    ("coverages", self.coverages, COVERAGES),
+                                    ("psf_shapes", self.psf_shapes, PSF_SHAPES)):
             unknown = [value for value in values if value not in known]
             if not values or unknown:
                 raise ValueError(f"engine {name} must be a non-empty subset of {list(known)}, got {list(values)}.")
@@ -66,6 +67,9 @@ class EngineSettings:
             raise ValueError(f"blur_range_px must be (min, max) with 0 < min ≤ max, got {self.blur_range_px}.")
         if self.max_layers < 2:
             raise ValueError(f"max_layers must be ≥ 2, got {self.max_layers}.")
+
+
+DEFAULT_SETTINGS = EngineSettings()
 
 
 def _check_custom_camera(model: cameras_lib.CameraModel) -> None:
@@ -100,7 +104,7 @@ def _scene_diopter_range(rng: np.random.Generator, camera: cameras_lib.DrawnCame
     return far_diopter, far_diopter + span
 
 
-def draw_focal_stack(rng: np.random.Generator, settings: EngineSettings = EngineSettings(), *,
+def draw_focal_stack(rng: np.random.Generator, settings: EngineSettings = DEFAULT_SETTINGS, *,
                      num_slices: int | None = None, size: tuple[int, int] = (96, 96), family: str | None = None,
                      camera_model: cameras_lib.CameraModel | None = None, focus_m=None,
                      depth_m: float | None = None) -> dict:
@@ -135,7 +139,8 @@ def draw_focal_stack(rng: np.random.Generator, settings: EngineSettings = Engine
         focus_m = np.sort(np.asarray(focus_m, np.float64).reshape(-1))
         if focus_m.size < 2 or not np.all(np.isfinite(focus_m)) or np.any(focus_m <= camera.lens.focal_length_m):
             raise ValueError(f"focus_m needs ≥ 2 finite focus distances beyond the focal length "
-                             f"({camera.lens.focal_length_m} m; a lens cannot focus inside it), got {focus_m.tolist()}.")
+                             f"({camera.lens.focal_length_m} m; a lens cannot focus inside it), "
+                             f"got {focus_m.tolist()}.")
         spacing, coverage = "given", "given"
     else:
         count = int(num_slices) if num_slices is not None else int(rng.integers(settings.slice_counts[0],

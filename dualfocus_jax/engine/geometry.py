@@ -4,17 +4,17 @@ Nearness t(x) ∈ [0, 1] is inverse depth rescaled to the scene's span (0 = the 
 nearest); the engine maps it to diopters, so a plane in 3-D (inverse depth affine in image coordinates) is
 affine in t. Families:
 
-| family                | what it exercises                                                                    |
-|-----------------------|--------------------------------------------------------------------------------------|
-| plane                 | one fronto-parallel surface                                                          |
-| slant                 | a slanted plane                                                                      |
-| curved                | a dome, bowl, cylinder or wave (smooth curvature)                                   |
-| steps                 | piecewise-constant depth bands or cells (depth steps)                               |
-| occluders             | objects of several sizes, thin bars and branches in front of a background            |
-| layered               | 2–4 perforated layers one behind the other                                          |
-| texture_edge          | edge-like texture (stripes, checkers, text, fine photos) on a smooth surface: texture that looks like a depth edge |
-| similar_texture_edge  | depth steps between regions of the same texture: depth edges with no colour edge     |
-| textureless           | any layout with patches painted flat: no focus cue there                             |
+| family               | what it exercises                                                                   |
+|----------------------|-------------------------------------------------------------------------------------|
+| plane                | one fronto-parallel surface                                                         |
+| slant                | a slanted plane                                                                     |
+| curved               | a dome, bowl, cylinder or wave (smooth curvature)                                   |
+| steps                | piecewise-constant depth bands or cells (depth steps)                               |
+| occluders            | objects of several sizes, thin bars and branches in front of a background           |
+| layered              | 2–4 perforated layers one behind the other                                          |
+| texture_edge         | stripes, checkers, text or fine photos on a smooth surface: looks like a depth edge |
+| similar_texture_edge | depth steps between regions of the same texture: depth edges with no colour edge    |
+| textureless          | any layout with patches painted flat: no focus cue there                            |
 """
 
 from __future__ import annotations

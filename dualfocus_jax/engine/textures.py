@@ -25,7 +25,7 @@ EDGE_LIKE_KINDS = ("fine_photo", "stripes", "checkers", "text")
 _LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def photograph(name: str, octave: int = 0) -> np.ndarray:
     """(H, W, 3) float32 in [0, 1] (grey photographs repeated over 3 channels), downscaled 2^octave times
     with a prefilter (a pyramid, so minified cuts do not alias and need no filtering per draw)."""

@@ -99,7 +99,7 @@ class OutputFolder:
         self._pool = None
         self._pending: list = []
 
-    def __enter__(self) -> "OutputFolder":
+    def __enter__(self) -> OutputFolder:
         check_output_folder(self.out_dir)
         try:
             os.makedirs(self.out_dir, exist_ok=True)

@@ -45,7 +45,6 @@ from dualfocus_jax.inference.output_files import OutputFolder, OutputFolderError
 from dualfocus_jax.inference.point_cloud import DEFAULT_FOV_DEG, depth_to_points, intrinsics_from_fov
 from dualfocus_jax.inference.traced_network import NetworkMismatchError
 
-
 LENGTH_UNITS = ("m", "cm", "mm", "km", "in", "ft", "metre", "metres", "meter", "meters")
 
 
@@ -196,7 +195,8 @@ def run_prediction(stack_dir: str, out_dir: str, *, focus_distances=None, checkp
         if ply and cloud_note is None:
             z, z_unit = distance_for_point_cloud(prediction.depth_HW, units, unit)
             h, w = z.shape
-            points = (depth_to_points(z, intrinsics_from_fov(h, w, fov_deg)), prediction.all_in_focus_HWC.reshape(-1, 3))
+            points = (depth_to_points(z, intrinsics_from_fov(h, w, fov_deg)),
+                      prediction.all_in_focus_HWC.reshape(-1, 3))
             summary["point_cloud"] = {"file": "points.ply", "unit": z_unit, "grid_hw": [h, w], "fov_deg": fov_deg,
                                       "note": "one point per working-resolution pixel"
                                               + (" with diopter > 0 (1/diopter metres)" if focus_unit == "diopter"
@@ -238,17 +238,20 @@ def _check_arguments(method, focus_unit, focus_order, focus_distances, unit, max
         raise PredictionInputError(f"unknown --focus_unit {focus_unit!r}; choose one of {', '.join(FOCUS_UNITS)}.")
     if focus_order is not None:
         if focus_order not in FOCUS_ORDERS:
-            raise PredictionInputError(f"unknown --focus_order {focus_order!r}; choose one of {', '.join(FOCUS_ORDERS)}.")
+            raise PredictionInputError(f"unknown --focus_order {focus_order!r}; "
+                                       f"choose one of {', '.join(FOCUS_ORDERS)}.")
         if focus_distances is not None:
             raise PredictionInputError("--focus_order is for stacks without focus values, but --focus_distances gives "
                              "values; pass one or the other.")
         if focus_unit is not None:
-            raise PredictionInputError(f"--focus_order gives relative depth in slice units; --focus_unit {focus_unit} needs "
-                             "focus values. Pass the values (without --focus_order) or drop --focus_unit.")
+            raise PredictionInputError(f"--focus_order gives relative depth in slice units; --focus_unit {focus_unit} "
+                                       "needs focus values. Pass the values (without --focus_order) or drop "
+                                       "--focus_unit.")
         if unit is not None:
             raise PredictionInputError("--focus_order gives relative depth in slice units; drop --unit.")
     if focus_unit == "diopter" and unit not in (None, "D", "dpt", "1/m"):
-        raise PredictionInputError(f"diopters are 1/m by definition; drop --unit {unit} (depth comes out in diopters, D).")
+        raise PredictionInputError(f"diopters are 1/m by definition; drop --unit {unit} "
+                                   "(depth comes out in diopters, D).")
     if focus_unit == "disparity" and unit is not None and unit.lower() in LENGTH_UNITS:
         raise PredictionInputError(f"--unit {unit} is a length, but disparities are not distances; drop --unit (or "
                                    "name the disparity unit, e.g. --unit px), or give distances with --focus_unit "

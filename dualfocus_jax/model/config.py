@@ -167,7 +167,7 @@ class DualFocusConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_config_dict(cls, config: Mapping[str, Any] | Any) -> "DualFocusConfig":
+    def from_config_dict(cls, config: Mapping[str, Any] | Any) -> DualFocusConfig:
         """Builds a config from an `ml_collections.ConfigDict` or a mapping of field names to values.
 
         A mapping with `size` and/or `variant` starts from `model_config(size, variant)` and applies the

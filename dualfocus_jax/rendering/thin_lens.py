@@ -195,7 +195,8 @@ def _render_gaussian(image_HWC, depth_HW, focus_positions_S, camera, kernel_size
     radius_pad_SHW = jnp.pad(radius_SHW, ((0, 0), (half, half), (half, half)))
     image_pad_HWC = jnp.pad(image_HWC, ((half, half), (half, half), (0, 0)))
     spreads_pad_SHW = radius_pad_SHW > _IN_FOCUS_RADIUS_PX
-    inverse_r2_pad_SHW = jnp.where(spreads_pad_SHW, 1.0 / jnp.square(jnp.where(spreads_pad_SHW, radius_pad_SHW, 1.0)), 0.0)
+    inverse_r2_pad_SHW = jnp.where(spreads_pad_SHW,
+                                   1.0 / jnp.square(jnp.where(spreads_pad_SHW, radius_pad_SHW, 1.0)), 0.0)
 
     num_slices, channels = radius_SHW.shape[0], image_HWC.shape[-1]
 
@@ -237,8 +238,10 @@ def _check_render_arguments(image_HWC, depth_HW, focus_positions_S, camera, mode
             "arkitscenes_camera(width) or ThinLensCamera(focal_length_m, f_number, pixel_size_m).")
     if mode not in RENDER_MODES:
         raise ValueError(f"mode must be one of {RENDER_MODES}, got {mode!r}.")
-    if isinstance(kernel_size, bool) or not isinstance(kernel_size, (int, np.integer)) or kernel_size < 1 or kernel_size % 2 == 0:
-        raise ValueError(f"kernel_size must be an odd positive integer (7 in the HybridDepth protocol), got {kernel_size!r}.")
+    if (isinstance(kernel_size, bool) or not isinstance(kernel_size, (int, np.integer)) or kernel_size < 1
+            or kernel_size % 2 == 0):
+        raise ValueError(f"kernel_size must be an odd positive integer (7 in the HybridDepth protocol), "
+                         f"got {kernel_size!r}.")
     if isinstance(num_layers, bool) or not isinstance(num_layers, (int, np.integer)) or num_layers < 1:
         raise ValueError(f"num_layers must be a positive integer (e.g. 16), got {num_layers!r}.")
     if image_HWC.ndim != 3:
@@ -250,7 +253,8 @@ def _check_render_arguments(image_HWC, depth_HW, focus_positions_S, camera, mode
             f"depth_HW must have shape {image_HWC.shape[:2]} (the image's H, W), got {depth_HW.shape}. "
             "Drop a trailing channel axis (depth[..., 0]) or resize the depth to the image.")
     if focus_positions_S.ndim != 1 or focus_positions_S.shape[0] < 1:
-        raise ValueError(f"focus_positions_S must be a 1-D array of S >= 1 distances, got shape {focus_positions_S.shape}.")
+        raise ValueError(f"focus_positions_S must be a 1-D array of S >= 1 distances, "
+                         f"got shape {focus_positions_S.shape}.")
     for name, array in (("image_HWC", image_HWC), ("depth_HW", depth_HW), ("focus_positions_S", focus_positions_S)):
         if not (jnp.issubdtype(array.dtype, jnp.floating) or jnp.issubdtype(array.dtype, jnp.integer)):
             raise ValueError(f"{name} must be a real number array, got dtype {array.dtype}.")

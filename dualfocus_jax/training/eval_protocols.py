@@ -1,12 +1,12 @@
 """Each dataset's evaluation protocol (DATASETS.md, METRICS.md): slices, mask and clipping before the metrics.
 
-| protocol        | slices (of a sorted stack)            | pixels that count            | clipping          |
-|-----------------|---------------------------------------|------------------------------|-------------------|
-| synthetic_focal | all                                   | valid                        | none              |
-| fod500          | all (5)                               | GT > 0                       | pred, GT to [0, 1.5] m (DFV) |
-| ddff12          | round(linspace(0, 9, S)) of 10        | GT > 0 and valid             | none              |
-| nyuv2           | all                                   | 1e-3 < GT < 10 m             | none              |
-| arkitscenes     | all                                   | GT ≠ 0 and valid             | none              |
+| protocol        | slices (of a sorted stack)     | pixels that count | clipping                     |
+|-----------------|--------------------------------|-------------------|------------------------------|
+| synthetic_focal | all                            | valid             | none                         |
+| fod500          | all (5)                        | GT > 0            | pred, GT to [0, 1.5] m (DFV) |
+| ddff12          | round(linspace(0, 9, S)) of 10 | GT > 0 and valid  | none                         |
+| nyuv2           | all                            | 1e-3 < GT < 10 m  | none                         |
+| arkitscenes     | all                            | GT ≠ 0 and valid  | none                         |
 
 Padding: DDFF-12 images (383 × 552) are padded to a multiple of 32 (384 × 576) and the prediction cropped
 back; `DualFocusNet` does exactly that inside (edge padding, crop to the input size), so every protocol

@@ -111,7 +111,8 @@ def source_settings(source_config, input_config) -> AugmentSettings:
 
 
 def engine_settings(source_config) -> EngineSettings:
-    """`EngineSettings` of an `input.sources.<name>` block with dataset "focal_engine" (configs.common.engine_source)."""
+    """`EngineSettings` of an `input.sources.<name>` block with dataset "focal_engine"
+    (configs.common.engine_source)."""
     engine = source_config.engine
     return EngineSettings(cameras=tuple(engine.cameras), families=tuple(engine.families),
                           spacings=tuple(engine.spacings), coverages=tuple(engine.coverages),
