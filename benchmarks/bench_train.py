@@ -12,6 +12,11 @@ focal-stack engine of `configs/engine_small.py` (stacks drawn and rendered on th
 at the timed batch and crop. "input / train" is the input pipeline's rate
 over the train step's: above 1× the source keeps up with training on this machine, though both share its
 cores when they run together.
+
+`--recipe=paper` times the input at the paper recipe instead (batch 20 of 224² crops, 5 slices, flips), for
+each `--workers` count (grain worker processes; 0 = threads in this process), and gives its CPU cost:
+examples per CPU-core-second (CPU time of this process and its workers, from /proc) and the cores it takes to
+feed the H200's measured paper train step (`--feed_rate`, about 500 stacks/s).
 """
 
 from __future__ import annotations
@@ -31,7 +36,13 @@ flags.DEFINE_integer("steps", 10, "Timed train steps per size (after one compile
 flags.DEFINE_integer("input_batches", 100, "Timed input batches (after 5 warm-up batches).")
 flags.DEFINE_string("data_dir", "", "TFDS data_dir of synthetic_focal ('' = default).")
 flags.DEFINE_list("sources", ["synthetic_focal", "engine"], "Input sources to time: synthetic_focal, engine.")
+flags.DEFINE_enum("recipe", "demo", ["demo", "paper"], "demo: train step and input at --batch/--crop; paper: "
+                  "the input alone at batch 20, 224² crops, 5 slices.")
+flags.DEFINE_list("workers", ["0", "2"], "--recipe=paper: grain worker process counts to time.")
+flags.DEFINE_float("feed_rate", 500.0, "--recipe=paper: stacks/s the accelerator's train step consumes.")
 SOURCES = ("synthetic_focal", "engine")
+PAPER_INPUT = dict(batch_size=20, crop_size=(224, 224), num_slices=5)
+SOURCE_SIZE = {"synthetic_focal": 128}  # image side of a source whose images are smaller than the recipe's crops
 
 
 def time_train_step(size: str) -> dict:
@@ -68,22 +79,42 @@ def time_train_step(size: str) -> dict:
             "examples_per_s": FLAGS.steps * b / elapsed}
 
 
-def time_input_pipeline(source: str) -> float:
+def time_input_pipeline(source: str, *, batch: int, crop: int, slices: int, workers: int = 0) -> dict:
+    """Examples/s of one source's input pipeline at one batch shape, and examples per CPU-core-second."""
+    from benchmarks.machine import process_tree_cpu_seconds
     from configs import demo, engine_small
     from dualfocus_jax.training.input_pipeline import training_iterator
 
     config = demo.get_config() if source == "synthetic_focal" else engine_small.get_config()
-    config.input.update(batch_size=FLAGS.batch, crop_size=(FLAGS.crop, FLAGS.crop), num_slices=FLAGS.slices,
-                        crop_sizes=(), slice_counts=())  # the train step's shape, so the rates compare
+    config.input.update(batch_size=batch, crop_size=(crop, crop), num_slices=slices, crop_sizes=(),
+                        slice_counts=(), num_workers=workers)  # one shape, so the rates compare
     if FLAGS.data_dir:
         config.input.data_dir = FLAGS.data_dir
     iterator = training_iterator(config.input, seed=0)
     for _ in range(5):
         next(iterator)
-    start = time.perf_counter()
+    cpu_start, start = process_tree_cpu_seconds(), time.perf_counter()
     for _ in range(FLAGS.input_batches):
         next(iterator)
-    return FLAGS.input_batches * FLAGS.batch / (time.perf_counter() - start)
+    elapsed, cpu = time.perf_counter() - start, process_tree_cpu_seconds() - cpu_start
+    examples = FLAGS.input_batches * batch
+    return {"examples_per_s": examples / elapsed, "per_core_s": examples / max(cpu, 1e-9)}
+
+
+def paper_recipe_input() -> None:
+    print(f"input pipeline at the paper recipe: batch {PAPER_INPUT['batch_size']}, {PAPER_INPUT['num_slices']} "
+          f"slices, {PAPER_INPUT['crop_size'][0]}² crops, {FLAGS.input_batches} batches; feeding "
+          f"{FLAGS.feed_rate:.0f} stacks/s")
+    print("| source | crop | workers | examples/s | examples per core-second | cores to feed |")
+    print("|---|---|---|---|---|---|")
+    for source in FLAGS.sources:
+        # synthetic_focal's scenes are 128² (smaller than the recipe's crops): whole scenes there.
+        crop = min(PAPER_INPUT["crop_size"][0], SOURCE_SIZE.get(source, PAPER_INPUT["crop_size"][0]))
+        for workers in (int(v) for v in FLAGS.workers):
+            row = time_input_pipeline(source, batch=PAPER_INPUT["batch_size"], crop=crop,
+                                      slices=PAPER_INPUT["num_slices"], workers=workers)
+            print(f"| {source} | {crop}² | {workers} | {row['examples_per_s']:.1f} | {row['per_core_s']:.1f} | "
+                  f"{FLAGS.feed_rate / row['per_core_s']:.0f} |", flush=True)
 
 
 def main(argv):
@@ -93,9 +124,13 @@ def main(argv):
     unknown = sorted(set(FLAGS.sources) - set(SOURCES))
     if unknown:
         raise app.UsageError(f"--sources: unknown {unknown}; known: {', '.join(SOURCES)}")
+    if FLAGS.recipe == "paper":
+        paper_recipe_input()
+        return
     input_rates = {}
     for source in FLAGS.sources:
-        input_rates[source] = time_input_pipeline(source)
+        input_rates[source] = time_input_pipeline(source, batch=FLAGS.batch, crop=FLAGS.crop,
+                                                  slices=FLAGS.slices)["examples_per_s"]
         print(f"input pipeline alone, {source}: {input_rates[source]:.1f} examples/s", flush=True)
     ratios = " | ".join(f"input / train ({source})" for source in input_rates)
     print(f"| model | compile (s) | train steps/s | examples/s | {ratios} |")

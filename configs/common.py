@@ -123,7 +123,10 @@ def base_config():
         flip_horizontal=True,
         flip_vertical=True,
         num_threads=2,          # grain reader threads per process
+        num_workers=0,          # grain worker processes (0 = none: the threads run in the training process)
         prefetch=8,             # batches read ahead
+        stack_dtype="uint8",    # stacks sent to the devices as uint8 (converted there) or float32
+        device_prefetch=2,      # batches on the devices at once: the one in use and those sent ahead
     ))
     config.input.sources = ConfigDict()
     config.optimizer = ConfigDict(dict(name="adam", lr=1e-4, betas=(0.9, 0.999), weight_decay=0.0,

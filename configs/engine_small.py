@@ -27,7 +27,6 @@ lower rate again; 5,000 updates by default.
 
 from configs.common import apply_runlocal, base_config, engine_source, eval_split, parse_arg
 
-
 FIRST_STAGE_EXPORT = "dualfocus_jax/pretrained/small_engine_candidate"
 SECOND_STAGE_EXPORT = "dualfocus_jax/pretrained/small_engine_stage2"
 

@@ -115,7 +115,7 @@ class Checkpoints:
         self._pending: int | None = None  # step of an asynchronous save not yet known to be complete
         self._state_bytes = 0
 
-    def __enter__(self) -> "Checkpoints":
+    def __enter__(self) -> Checkpoints:
         return self
 
     def __exit__(self, exc_type, exc, traceback) -> None:

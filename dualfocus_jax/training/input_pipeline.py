@@ -25,9 +25,11 @@ import os
 
 import grain
 import numpy as np
+from absl import flags
 
 from dualfocus_jax.engine import EngineRecords, EngineSettings, draw_focal_stack, is_engine_record
 from dualfocus_jax.training.augment import AugmentSettings, flipped_example, model_input, training_example
+from dualfocus_jax.training.device_prefetch import STACK_DTYPES, quantised_stack
 
 BATCH_KEYS = ("stack", "focus", "depth", "valid")
 ENGINE_DATASET = "focal_engine"
@@ -198,6 +200,11 @@ def training_dataset(input_config, *, seed: int, process_index: int = 0, process
     shaped = mixed.map_with_index(_BatchShape(shapes, global_batch, seed))
     # Augment after mixing: the generator of element i is seeded by (seed, i), independent of processes.
     augmented = shaped.random_map(_augment, seed=seed)
+    stack_dtype = str(input_config.get("stack_dtype", "float32"))
+    if stack_dtype not in STACK_DTYPES:
+        raise ValueError(f"input.stack_dtype must be one of {STACK_DTYPES}, got {stack_dtype!r}.")
+    if stack_dtype == "uint8":
+        augmented = augmented.map(quantised_stack)  # in the reader threads, not in the training loop
     local_batch = global_batch // process_count
     batches = augmented.batch(local_batch, drop_remainder=True, batch_fn=stacked_batch)
     return batches[process_index::process_count]
@@ -227,9 +234,21 @@ def _augment(shaped, rng: np.random.Generator) -> dict:
 
 def training_iterator(input_config, *, seed: int, process_index: int = 0, process_count: int = 1,
                       records_by_source: dict | None = None) -> grain.DatasetIterator:
-    """A checkpointable iterator over `training_dataset` (threads prefetch `input.prefetch` batches)."""
+    """A checkpointable iterator over `training_dataset`: `input.num_threads` threads prefetch `input.prefetch`
+    batches, in `input.num_workers` worker processes (0 = in this process) when the host must feed an
+    accelerator faster than one Python process can."""
     dataset = training_dataset(input_config, seed=seed, process_index=process_index, process_count=process_count,
                                records_by_source=records_by_source)
     options = grain.ReadOptions(num_threads=int(input_config.num_threads),
                                 prefetch_buffer_size=int(input_config.prefetch))
-    return iter(dataset.to_iter_dataset(options))
+    batches = dataset.to_iter_dataset(options)
+    workers = int(input_config.get("num_workers", 0))
+    if workers < 0:
+        raise ValueError(f"input.num_workers must be ≥ 0 (0 = threads in this process), got {workers}.")
+    if workers:
+        if not flags.FLAGS.is_parsed():
+            flags.FLAGS.mark_as_parsed()  # grain's workers read absl flags; a notebook or test never parsed them
+        # Worker processes each make every num_workers-th batch; grain hands them out in order, so the batch
+        # sequence (and a checkpoint's position in it) is the one of the threads-only pipeline.
+        batches = batches.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers))
+    return iter(batches)

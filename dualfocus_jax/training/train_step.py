@@ -9,6 +9,7 @@ import optax
 from jax.sharding import Mesh
 
 from dualfocus_jax.model import FAST_COMPILE_OPTIONS, DualFocusConfig, DualFocusNet, dualfocus_loss
+from dualfocus_jax.training.device_prefetch import stack_as_float
 from dualfocus_jax.training.mesh import batch_sharding, replicated_sharding
 from dualfocus_jax.training.train_state import PARAM_ABS_LIMIT, TrainState, state_guard_values, unhealthy_state_reason
 
@@ -24,7 +25,8 @@ def make_train_step(model_config: DualFocusConfig, optimizer: optax.GradientTran
                     schedule: optax.Schedule, mesh: Mesh, *, fast_compile: bool = False):
     """A jitted `step(state, batch) -> (state, metrics)`.
 
-    batch: dict of global arrays sharded over the mesh's "data" axis: stack (B, S, H, W, 3) float32 in [0, 1],
+    batch: dict of global arrays sharded over the mesh's "data" axis: stack (B, S, H, W, 3) float32 in [0, 1]
+      or uint8 (input.stack_dtype; converted on the device),
       focus (B, S), depth (B, H, W) in the unit of focus, valid (B, H, W) bool.
     metrics: replicated scalars: loss_total, loss_depth, loss_focal (and loss_spatial), grad_norm (before
       clipping), lr (the rate used for this update), and the guard values of the *updated* state
@@ -37,7 +39,7 @@ def make_train_step(model_config: DualFocusConfig, optimizer: optax.GradientTran
     model = DualFocusNet(model_config)
 
     def loss_and_components(params, batch):
-        outputs = model.apply(params, batch["stack"], batch["focus"], train=True)
+        outputs = model.apply(params, stack_as_float(batch["stack"]), batch["focus"], train=True)
         return dualfocus_loss(outputs, batch["depth"], batch["valid"], model_config)
 
     def step(state: TrainState, batch: dict):

@@ -20,15 +20,21 @@ import jax
 from dualfocus_jax.inference.checkpoint_io import load_exported_checkpoint
 from dualfocus_jax.metrics_report import write_metrics_tables
 from dualfocus_jax.model import DualFocusConfig, load_torchvision_resnet18, parameter_count
-from dualfocus_jax.training import checkpointing, mesh as mesh_lib
+from dualfocus_jax.training import checkpointing
+from dualfocus_jax.training import mesh as mesh_lib
+from dualfocus_jax.training.device_prefetch import DevicePrefetcher
 from dualfocus_jax.training.eval_panels import save_example_panel
 from dualfocus_jax.training.eval_protocols import protocol_named
-from dualfocus_jax.training.evaluate import (EvaluationResult, evaluate_classical, evaluate_model,
-                                             prediction_function)
+from dualfocus_jax.training.evaluate import EvaluationResult, evaluate_classical, evaluate_model, prediction_function
 from dualfocus_jax.training.input_pipeline import open_split, training_iterator
 from dualfocus_jax.training.metric_log import MetricLog
-from dualfocus_jax.training.train_state import (PARAM_ABS_LIMIT, initial_train_state, learning_rate_schedule,
-                                                make_optimizer, train_state_from_params)
+from dualfocus_jax.training.train_state import (
+    PARAM_ABS_LIMIT,
+    initial_train_state,
+    learning_rate_schedule,
+    make_optimizer,
+    train_state_from_params,
+)
 from dualfocus_jax.training.train_step import make_train_step, raise_if_not_finite
 
 MODES = ("train", "eval", "train_and_eval")
@@ -211,8 +217,10 @@ def train_and_evaluate(config, workdir: str, mode: str = "train_and_eval") -> di
         f"({jax.devices()[0].platform})")
 
     # ---------------------------------------------------------------- input
-    data_iterator = training_iterator(config.input, seed=int(config.seed), process_index=jax.process_index(),
-                                      process_count=jax.process_count())
+    data_iterator = DevicePrefetcher(training_iterator(config.input, seed=int(config.seed),
+                                                       process_index=jax.process_index(),
+                                                       process_count=jax.process_count()),
+                                     mesh, depth=int(config.input.get("device_prefetch", 2)))
 
     # ---------------------------------------------------------------- model and optimizer
     init_rng = jax.random.key(int(config.seed))
@@ -257,7 +265,7 @@ def train_and_evaluate(config, workdir: str, mode: str = "train_and_eval") -> di
             pending: list[tuple[int, dict]] = []
             param_abs_limit = float(config.train.get("max_param_abs", PARAM_ABS_LIMIT))
             for step in range(start_step + 1, total_steps + 1):
-                batch = mesh_lib.global_batch_array(next(data_iterator), mesh)
+                batch = next(data_iterator)
                 state, device_metrics = train_step(state, batch)
                 pending.append((step, device_metrics))
                 is_last = step == total_steps
