@@ -19,10 +19,11 @@ import sys
 
 from benchmarks.machine import cpu_model_name
 
-BENCHMARKS = ("bench_classical", "bench_solvers", "bench_model", "bench_train")
+BENCHMARKS = ("bench_classical", "bench_solvers", "bench_model", "bench_train", "bench_precision")
 # What "quick" means to each benchmark (bench_train is an absl program without a --quick flag).
 QUICK_ARGS = {"bench_classical": ["--quick"], "bench_solvers": ["--quick"], "bench_model": ["--quick"],
-              "bench_train": ["--sizes=small", "--steps=3", "--input_batches=20"]}
+              "bench_train": ["--sizes=small", "--steps=3", "--input_batches=20"],
+              "bench_precision": ["--noaccuracy", "--shapes=3x64x64", "--repeats=1"]}
 RESULTS_DIR = os.path.join("experiments", "results")
 
 

@@ -105,7 +105,8 @@ def base_config():
     # Model: size and variant pick `model_config(size, variant)`; every other field of `DualFocusConfig` is a
     # typed placeholder (unset = the size/variant default) that a recipe or the command line may set, e.g.
     # `--config.model.cg_iters=20` or `--config.model.encoder_widths=(32,64,128,192)`.
-    config.model = model_block()
+    # dtype "auto": float32 on a CPU, bfloat16 compute on GPUs and TPUs (trainer.backend_dtype says why).
+    config.model = model_block(dtype="auto")
     # Initialisation of a new run ("" = random; the optimizer always starts fresh, and a resumed run ignores
     # both: its checkpoint wins). checkpoint: an exported checkpoint folder whose parameters start the run (same
     # architecture). imagenet_npz: torchvision's ImageNet ResNet-18 weights as .npz for the encoder trunk, the

@@ -90,7 +90,9 @@ def test_config_model_holds_every_field_of_the_model_config():
     fields = {field.name for field in dataclasses.fields(DualFocusConfig)}
     model = base_config().model
     assert set(model) == fields
-    assert all(model[name] is None for name in fields - {"size", "variant"})  # unset: the size/variant default
+    # Unset: the size/variant default; the compute dtype follows the backend (float32 on a CPU).
+    assert all(model[name] is None for name in fields - {"size", "variant", "dtype"})
+    assert model.dtype == "auto"
 
 
 def override_value(field):
@@ -98,7 +100,7 @@ def override_value(field):
     special = {"size": "paper", "variant": "no_spatial", "volume_mode": "difference", "solver": "cg",
                "solver_stride": 8, "pad_mode": "reflect", "conv3d_impl": "lax", "use_focal": True,  # on a no_focal base
                "pyramid_pool_grids": (1, 3), "level_weights": (0.25, 0.25, 0.25, 0.25),
-               "gt_min_valid_fraction": 0.75, "tau_rel": 0.25, "smooth_l1_beta": 0.5}
+               "gt_min_valid_fraction": 0.75, "tau_rel": 0.25, "smooth_l1_beta": 0.5, "dtype": "bfloat16"}
     if field.name in special:
         value = special[field.name]
     elif isinstance(field.default, bool):
@@ -150,7 +152,8 @@ def test_published_configs_resolve_to_the_same_model_as_before(name, arg):
     from dualfocus_jax.training.trainer import model_config_from
 
     config = __import__(f"configs.{name}", fromlist=["get_config"]).get_config(arg)
-    exposed_now = {key: value for key, value in config.model.items() if value is not None}
+    exposed_now = {key: value for key, value in config.model.items()
+                   if value is not None and not (key == "dtype" and value == "auto")}
     assert set(exposed_now) <= {"size", "variant", *PREVIOUSLY_EXPOSED}, f"{name} sets a field it could not set before"
     before = model_config(size=config.model.size, variant=config.model.variant,
                           **{key: config.model[key] for key in PREVIOUSLY_EXPOSED if config.model[key] is not None})

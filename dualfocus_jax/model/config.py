@@ -34,6 +34,8 @@ SOLVERS = ("dct", "cg")
 SOLVER_STRIDES = (4, 8, 16, 32)
 PAD_MODES = ("edge", "reflect")
 CONV3D_IMPLS = ("slices", "lax")
+# Compute precisions: parameters, softmax, expectations, solvers and losses stay float32 in both.
+DTYPES = ("float32", "bfloat16")
 
 # The network works on four scales, coarsest first; every per-level tuple below follows this order.
 LEVEL_STRIDES = (32, 16, 8, 4)
@@ -80,6 +82,10 @@ class DualFocusConfig:
       gt_min_valid_fraction: share of valid GT pixels a solver-resolution cell needs to count as valid.
     Input:
       pad_mode: "edge" or "reflect" padding of H and W up to a multiple of 32 (cropped back after).
+    Precision:
+      dtype: compute dtype of the convolutions and normalisations, "float32" or "bfloat16" (mixed precision:
+        parameters, GroupNorm statistics, the softmax over slices, the expectations, the surface solvers and
+        the losses stay float32). benchmarks/bench_precision.py measures what it costs and gains.
     """
 
     size: str = "small"
@@ -117,6 +123,8 @@ class DualFocusConfig:
     gt_min_valid_fraction: float = 0.5
     # Input.
     pad_mode: str = "edge"
+    # Precision.
+    dtype: str = "float32"
 
     def __post_init__(self):
         def need(condition: bool, message: str):
@@ -132,6 +140,7 @@ class DualFocusConfig:
             f"solver_stride must be one of {SOLVER_STRIDES} (a level of the encoder), got {self.solver_stride!r}.",
         )
         need(self.pad_mode in PAD_MODES, f"pad_mode must be one of {PAD_MODES}, got {self.pad_mode!r}.")
+        need(self.dtype in DTYPES, f"dtype must be one of {DTYPES}, got {self.dtype!r}.")
         need(self.conv3d_impl in CONV3D_IMPLS, f"conv3d_impl must be one of {CONV3D_IMPLS}, got {self.conv3d_impl!r}.")
         for name in ("encoder_widths", "encoder_blocks", "volume_channels", "decoder_channels", "level_weights"):
             need(len(getattr(self, name)) == 4, f"{name} needs one entry per level (4), got {getattr(self, name)!r}.")

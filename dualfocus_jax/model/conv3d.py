@@ -44,16 +44,19 @@ class Conv3x3x3(nn.Module):
       use_bias: add a per-channel bias.
       impl: "slices" (three 2D convolutions) or "lax" (native 3D convolution).
       kernel_init: initialiser of the (3, 3, 3, Cin, Cout) kernel.
+      dtype: compute dtype (the kernel is stored as float32 and cast).
     """
 
     features: int
     use_bias: bool = False
     impl: str = "slices"
     kernel_init: nn.initializers.Initializer = nn.initializers.he_normal()
+    dtype: jnp.dtype = jnp.float32
 
     @nn.compact
     def __call__(self, x_BSHWC: jax.Array) -> jax.Array:
         kernel = self.param("kernel", self.kernel_init, (3, 3, 3, x_BSHWC.shape[-1], self.features), jnp.float32)
+        x_BSHWC, kernel = x_BSHWC.astype(self.dtype), kernel.astype(self.dtype)
         if self.impl == "slices":
             y = conv3x3x3_slices(x_BSHWC, kernel)
         elif self.impl == "lax":
@@ -61,5 +64,5 @@ class Conv3x3x3(nn.Module):
         else:
             raise ValueError(f"impl must be 'slices' or 'lax', got {self.impl!r}.")
         if self.use_bias:
-            y = y + self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
+            y = y + self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32).astype(self.dtype)
         return y

@@ -27,18 +27,19 @@ class ResidualBlock3D(nn.Module):
     features: int
     max_groups: int
     impl: str
+    dtype: jnp.dtype = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         groups = group_count(self.features, self.max_groups)
-        y = Conv3x3x3(self.features, impl=self.impl, name="conv1")(x)
-        y = nn.relu(nn.GroupNorm(num_groups=groups, name="norm1")(y))
-        y = Conv3x3x3(self.features, impl=self.impl, name="conv2")(y)
-        y = nn.GroupNorm(num_groups=groups, name="norm2")(y)
+        y = Conv3x3x3(self.features, impl=self.impl, dtype=self.dtype, name="conv1")(x)
+        y = nn.relu(nn.GroupNorm(num_groups=groups, dtype=self.dtype, name="norm1")(y))
+        y = Conv3x3x3(self.features, impl=self.impl, dtype=self.dtype, name="conv2")(y)
+        y = nn.GroupNorm(num_groups=groups, dtype=self.dtype, name="norm2")(y)
         if x.shape[-1] != self.features:
-            x = nn.Dense(self.features, use_bias=False, name="shortcut")(x)
-            x = nn.GroupNorm(num_groups=groups, name="shortcut_norm")(x)
-        return nn.relu(x + y)
+            x = nn.Dense(self.features, use_bias=False, dtype=self.dtype, name="shortcut")(x)
+            x = nn.GroupNorm(num_groups=groups, dtype=self.dtype, name="shortcut_norm")(x)
+        return nn.relu(x.astype(self.dtype) + y)
 
 
 class DecoderLevel(nn.Module):
@@ -53,24 +54,28 @@ class DecoderLevel(nn.Module):
     upsample: bool
     max_groups: int
     impl: str
+    dtype: jnp.dtype = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array | None]:
         groups = group_count(self.features, self.max_groups)
-        x = ResidualBlock3D(self.features, self.max_groups, self.impl, name="block1")(x)
-        x = ResidualBlock3D(self.features, self.max_groups, self.impl, name="block2")(x)
+        x = ResidualBlock3D(self.features, self.max_groups, self.impl, self.dtype, name="block1")(x)
+        x = ResidualBlock3D(self.features, self.max_groups, self.impl, self.dtype, name="block2")(x)
 
-        cost = Conv3x3x3(self.features, impl=self.impl, name="classify1")(x)
-        cost = nn.relu(nn.GroupNorm(num_groups=groups, name="classify_norm")(cost))
-        cost = Conv3x3x3(1, use_bias=True, impl=self.impl, name="classify2")(cost)[..., 0]
+        cost = Conv3x3x3(self.features, impl=self.impl, dtype=self.dtype, name="classify1")(x)
+        cost = nn.relu(nn.GroupNorm(num_groups=groups, dtype=self.dtype, name="classify_norm")(cost))
+        # The costs leave in float32: the softmax over slices and the expectations need its resolution.
+        cost = Conv3x3x3(1, use_bias=True, impl=self.impl, dtype=self.dtype, name="classify2")(cost)[..., 0]
+        cost = cost.astype(jnp.float32)
 
         if not self.upsample:
             return cost, None
         _, _, h, w, _ = x.shape
         up = resize_bilinear_hw(x, 2 * h, 2 * w)
         half = self.features // 2
-        up = Conv3x3x3(half, impl=self.impl, name="up_conv")(up)
-        up = nn.relu(nn.GroupNorm(num_groups=group_count(half, self.max_groups), name="up_norm")(up))
+        up = Conv3x3x3(half, impl=self.impl, dtype=self.dtype, name="up_conv")(up)
+        up = nn.relu(nn.GroupNorm(num_groups=group_count(half, self.max_groups), dtype=self.dtype,
+                                  name="up_norm")(up))
         return cost, up
 
 
@@ -81,6 +86,7 @@ class FocalDecoder(nn.Module):
       channels: features of the four levels (1/32, 1/16, 1/8, 1/4).
       max_groups: GroupNorm groups.
       impl: 3×3×3 convolution implementation ("slices" or "lax").
+      dtype: compute dtype (the costs come out float32 either way).
 
     Call with four volumes (B, S, h_l, w_l, C_l), coarsest first, each level twice the previous one's h, w.
     Returns the four costs (B, S, h_l, w_l), coarsest first.
@@ -89,14 +95,17 @@ class FocalDecoder(nn.Module):
     channels: tuple[int, int, int, int]
     max_groups: int
     impl: str
+    dtype: jnp.dtype = jnp.float32
 
     @nn.compact
     def __call__(self, volumes: tuple[jax.Array, ...]) -> list[jax.Array]:
         costs = []
         carried = None
         for level, (volume, features) in enumerate(zip(volumes, self.channels)):
+            volume = volume.astype(self.dtype)
             x = volume if carried is None else jnp.concatenate([carried, volume], axis=-1)
             last = level == len(volumes) - 1
-            cost, carried = DecoderLevel(features, not last, self.max_groups, self.impl, name=f"level{level}")(x)
+            cost, carried = DecoderLevel(features, not last, self.max_groups, self.impl, self.dtype,
+                                          name=f"level{level}")(x)
             costs.append(cost)
         return costs

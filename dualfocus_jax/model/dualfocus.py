@@ -113,20 +113,22 @@ class DualFocusNet(nn.Module):
         pads = padding_to_multiple(h, w, PAD_MULTIPLE)
         padded = pad_spatial(stack, pads, spatial_axes=(2, 3), mode=cfg.pad_mode)
         hp, wp = padded.shape[2], padded.shape[3]
-        images = trunk_input_from_images(padded.reshape(b * s, hp, wp, 3))
+        compute = jnp.dtype(cfg.dtype)
+        images = trunk_input_from_images(padded.reshape(b * s, hp, wp, 3)).astype(compute)
 
         features = FocalStackEncoder(cfg.stem_width, cfg.encoder_widths, cfg.encoder_blocks, cfg.volume_channels,
-                                     cfg.pyramid_pool_grids, cfg.norm_groups, name="encoder")(images, s)
+                                     cfg.pyramid_pool_grids, cfg.norm_groups, compute, name="encoder")(images, s)
         volumes = [enhanced_focal_volume(f.reshape(b, s, *f.shape[1:]), cfg.volume_mode) for f in features]
 
         outputs = {}
         if cfg.use_spatial:
             level = cfg.surface_level
             spatial = SpatialBranch(cfg, name="spatial_branch")(volumes[0], volumes[level])
-            volumes[level] = jnp.concatenate([volumes[level], spatial["surfaces"]], axis=-1)
+            volumes[level] = jnp.concatenate([volumes[level], spatial["surfaces"].astype(compute)], axis=-1)
             outputs["surface_gradients"] = spatial["surface_gradients"]
 
-        costs = FocalDecoder(cfg.decoder_channels, cfg.norm_groups, cfg.conv3d_impl, name="decoder")(tuple(volumes))
+        costs = FocalDecoder(cfg.decoder_channels, cfg.norm_groups, cfg.conv3d_impl, compute,
+                             name="decoder")(tuple(volumes))
         # Costs are upsampled as logits (before the softmax), as DFV does, then cropped to the input.
         logits_levels = [
             crop_spatial(resize_bilinear_hw(cost, hp, wp, channel_last=False), pads, spatial_axes=(2, 3))

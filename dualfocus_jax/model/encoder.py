@@ -30,13 +30,14 @@ class ConvNormAct(nn.Module):
     kernel_size: int
     num_slices: int
     max_groups: int
+    dtype: jnp.dtype = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         pad = self.kernel_size // 2
         x = nn.Conv(self.features, (self.kernel_size, self.kernel_size), padding=((pad, pad), (pad, pad)),
-                    use_bias=False, kernel_init=_conv_init, name="conv")(x)
-        x = StackGroupNorm(self.num_slices, self.max_groups, name="norm")(x)
+                    use_bias=False, kernel_init=_conv_init, dtype=self.dtype, name="conv")(x)
+        x = StackGroupNorm(self.num_slices, self.max_groups, dtype=self.dtype, name="norm")(x)
         return nn.leaky_relu(x, 0.1)
 
 
@@ -50,6 +51,7 @@ class PyramidPooling(nn.Module):
     grids: tuple[int, ...]
     num_slices: int
     max_groups: int
+    dtype: jnp.dtype = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -57,7 +59,7 @@ class PyramidPooling(nn.Module):
         total = x
         for index, grid in enumerate(self.grids):
             pooled = adaptive_avg_pool(x, min(grid, h), min(grid, w))
-            pooled = ConvNormAct(c, 1, self.num_slices, self.max_groups, name=f"path{index}")(pooled)
+            pooled = ConvNormAct(c, 1, self.num_slices, self.max_groups, self.dtype, name=f"path{index}")(pooled)
             total = total + 0.25 * resize_bilinear_hw(pooled, h, w)
         return nn.relu(total / 2.0)
 
@@ -70,6 +72,7 @@ class FocalStackEncoder(nn.Module):
       volume_channels: projected channels at 1/32, 1/16, 1/8, 1/4.
       pool_grids: pyramid pooling grids.
       max_groups: GroupNorm groups.
+      dtype: compute dtype.
 
     Call with normalised images (B·S, H, W, 3), H, W multiples of 32, and S. Returns the per-slice features
     coarsest first: (B·S, H/32, W/32, volume_channels[0]), ..., (B·S, H/4, W/4, volume_channels[3]).
@@ -81,23 +84,24 @@ class FocalStackEncoder(nn.Module):
     volume_channels: tuple[int, int, int, int]
     pool_grids: tuple[int, ...]
     max_groups: int
+    dtype: jnp.dtype = jnp.float32
 
     @nn.compact
     def __call__(self, images_NHWC: jax.Array, num_slices: int) -> tuple[jax.Array, ...]:
-        s, g = num_slices, self.max_groups
-        lateral4, lateral8, lateral16, lateral32 = ResNetTrunk(self.stem_width, self.widths, self.blocks,
+        s, g, dtype = num_slices, self.max_groups, self.dtype
+        lateral4, lateral8, lateral16, lateral32 = ResNetTrunk(self.stem_width, self.widths, self.blocks, dtype,
                                                                name="trunk")(images_NHWC)
-        top32 = PyramidPooling(self.pool_grids, s, g, name="pyramid_pooling")(lateral32)
+        top32 = PyramidPooling(self.pool_grids, s, g, dtype, name="pyramid_pooling")(lateral32)
 
         fused = top32
         pyramid = [top32]
         for name, lateral, width in (("16", lateral16, self.widths[2]), ("8", lateral8, self.widths[1]),
                                      ("4", lateral4, self.widths[0])):
-            up = ConvNormAct(width, 3, s, g, name=f"upconv{name}")(upsample_nearest_2x(fused))
-            fused = ConvNormAct(width, 3, s, g, name=f"iconv{name}")(jnp.concatenate([lateral, up], -1))
+            up = ConvNormAct(width, 3, s, g, dtype, name=f"upconv{name}")(upsample_nearest_2x(fused))
+            fused = ConvNormAct(width, 3, s, g, dtype, name=f"iconv{name}")(jnp.concatenate([lateral, up], -1))
             pyramid.append(fused)
 
         return tuple(
-            ConvNormAct(channels, 1, s, g, name=f"proj{stride}")(features)
+            ConvNormAct(channels, 1, s, g, dtype, name=f"proj{stride}")(features)
             for features, channels, stride in zip(pyramid, self.volume_channels, (32, 16, 8, 4))
         )

@@ -38,13 +38,14 @@ class ChannelAffine(nn.Module):
     """
 
     scale_init: nn.initializers.Initializer = nn.initializers.ones
+    dtype: jnp.dtype = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         channels = x.shape[-1]
         scale = self.param("scale", self.scale_init, (channels,), jnp.float32)
         bias = self.param("bias", nn.initializers.zeros, (channels,), jnp.float32)
-        return x * scale + bias
+        return x.astype(self.dtype) * scale.astype(self.dtype) + bias.astype(self.dtype)
 
 
 class StackGroupNorm(nn.Module):
@@ -60,11 +61,13 @@ class StackGroupNorm(nn.Module):
 
     num_slices: int
     max_groups: int = 8
+    dtype: jnp.dtype = jnp.float32  # of the output; flax computes the statistics in float32
 
     @nn.compact
     def __call__(self, x_NHWC: jax.Array) -> jax.Array:
         n, h, w, c = x_NHWC.shape
         per_stack = x_NHWC.reshape(n // self.num_slices, self.num_slices, h, w, c)
         # flax's GroupNorm reduces over every non-batch axis, here (S, h, w) and the channels of a group.
-        normed = nn.GroupNorm(num_groups=group_count(c, self.max_groups), epsilon=1e-5, name="norm")(per_stack)
+        normed = nn.GroupNorm(num_groups=group_count(c, self.max_groups), epsilon=1e-5, dtype=self.dtype,
+                              name="norm")(per_stack)
         return normed.reshape(n, h, w, c)

@@ -34,14 +34,16 @@ class ResidualBlock2D(nn.Module):
 
     num_slices: int
     max_groups: int
+    dtype: jnp.dtype = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         width = x.shape[-1]
-        y = ConvNormAct(width, 3, self.num_slices, self.max_groups, name="conv1")(x)
-        y = nn.Conv(width, (3, 3), padding=((1, 1), (1, 1)), use_bias=False, kernel_init=_conv_init, name="conv2")(y)
-        y = StackGroupNorm(self.num_slices, self.max_groups, name="norm2")(y)
-        return nn.leaky_relu(x + y, 0.1)
+        y = ConvNormAct(width, 3, self.num_slices, self.max_groups, self.dtype, name="conv1")(x)
+        y = nn.Conv(width, (3, 3), padding=((1, 1), (1, 1)), use_bias=False, kernel_init=_conv_init,
+                    dtype=self.dtype, name="conv2")(y)
+        y = StackGroupNorm(self.num_slices, self.max_groups, dtype=self.dtype, name="norm2")(y)
+        return nn.leaky_relu(x.astype(self.dtype) + y, 0.1)
 
 
 def integrated_surfaces(grad_x_BSHWK: jax.Array, grad_y_BSHWK: jax.Array, *, solver: str, cg_iters: int) -> jax.Array:
@@ -89,25 +91,28 @@ class SpatialBranch(nn.Module):
         b, s, h, w, _ = detail_BSHWC.shape
         groups = cfg.norm_groups
         k = cfg.surface_channels
+        dtype = jnp.dtype(cfg.dtype)
 
         context = context_BSHWC.reshape(b * s, *context_BSHWC.shape[2:])
-        context = ConvNormAct(cfg.spatial_context_width, 3, s, groups, name="context_in")(context)
+        context = ConvNormAct(cfg.spatial_context_width, 3, s, groups, dtype, name="context_in")(context)
         for index in range(cfg.spatial_context_blocks):
-            context = ResidualBlock2D(s, groups, name=f"context_block{index}")(context)
-        context = ConvNormAct(cfg.spatial_detail_width, 1, s, groups, name="context_out")(context)
+            context = ResidualBlock2D(s, groups, dtype, name=f"context_block{index}")(context)
+        context = ConvNormAct(cfg.spatial_detail_width, 1, s, groups, dtype, name="context_out")(context)
         context = resize_bilinear_hw(context, h, w)
 
         detail = detail_BSHWC.reshape(b * s, h, w, detail_BSHWC.shape[-1])
-        detail = ConvNormAct(cfg.spatial_detail_width, 3, s, groups, name="detail_in")(detail)
-        fused = ConvNormAct(cfg.spatial_detail_width, 3, s, groups, name="fuse")(context + detail)
-        fields = nn.Conv(2 * k, (3, 3), padding=((1, 1), (1, 1)), name="gradient_fields")(fused)
-        fields = fields.reshape(b, s, h, w, 2 * k)
+        detail = ConvNormAct(cfg.spatial_detail_width, 3, s, groups, dtype, name="detail_in")(detail)
+        fused = ConvNormAct(cfg.spatial_detail_width, 3, s, groups, dtype, name="fuse")(context + detail)
+        fields = nn.Conv(2 * k, (3, 3), padding=((1, 1), (1, 1)), dtype=dtype, name="gradient_fields")(fused)
+        # The solvers (DCT or CG least squares) run in float32 whatever the compute dtype.
+        fields = fields.reshape(b, s, h, w, 2 * k).astype(jnp.float32)
 
         surfaces = integrated_surfaces(fields[..., :k], fields[..., k:], solver=cfg.solver, cg_iters=cfg.cg_iters)
         surfaces = normalised_surfaces(surfaces)
 
         theta = surfaces.reshape(b * s, h, w, k)
         theta = nn.relu(nn.Conv(cfg.theta_width, (3, 3), padding=((1, 1), (1, 1)), kernel_init=_conv_init,
-                                name="theta_hidden")(theta))
-        theta = nn.Conv(2, (3, 3), padding=((1, 1), (1, 1)), name="theta_out")(theta)
-        return dict(surfaces=surfaces, surface_gradients=theta.reshape(b, s, h, w, 2), gradient_fields=fields)
+                                dtype=dtype, name="theta_hidden")(theta))
+        theta = nn.Conv(2, (3, 3), padding=((1, 1), (1, 1)), dtype=dtype, name="theta_out")(theta)
+        return dict(surfaces=surfaces, surface_gradients=theta.reshape(b, s, h, w, 2).astype(jnp.float32),
+                    gradient_fields=fields)

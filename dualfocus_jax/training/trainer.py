@@ -47,16 +47,28 @@ RESUME_MUST_MATCH = ("model", "optimizer")
 # the parameters mean (loss weights and tolerances, the solver's method and iterations, padding, the 3D
 # convolution's implementation, the inference projection). Every other field must match.
 RESUME_TUNABLE_MODEL = ("lambda_sv", "lambda_fv", "tau_rel", "level_weights", "smooth_l1_beta",
-                        "gt_min_valid_fraction", "solver", "cg_iters", "pad_mode", "conv3d_impl",
+                        "gt_min_valid_fraction", "solver", "cg_iters", "pad_mode", "conv3d_impl", "dtype",
                         "project_unimodal_at_inference")
 
 
 def model_config_from(model_block) -> DualFocusConfig:
     """The `DualFocusConfig` of a config's `model` block (`configs.common.model_block`): size and variant pick
     `model_config(size, variant)`, every other field that is set (not None) overrides it. Lists (a config read
-    back from JSON) become tuples; a key that is no field of DualFocusConfig raises ValueError naming it."""
+    back from JSON) become tuples; a key that is no field of DualFocusConfig raises ValueError naming it.
+    dtype "auto" becomes this backend's compute dtype (`backend_dtype`)."""
     values = {key: value for key, value in model_block.to_dict().items() if value is not None}
+    if values.get("dtype") == "auto":
+        values["dtype"] = backend_dtype()
     return DualFocusConfig.from_config_dict(values)
+
+
+def backend_dtype(platform: str | None = None) -> str:
+    """The compute dtype of config.model.dtype="auto" on `platform` (default: JAX's backend): float32 on a
+    CPU, where XLA's bfloat16 convolutions and matrix multiplies are no faster (benchmarks/bench_precision.py:
+    0.71 vs 0.78 s at 5×256², 5.8 vs 5.6 s at 10×384×576 on the 2-core machine, 4096² matmul 149 vs 124
+    GFLOP/s), bfloat16 on GPUs and TPUs, whose matrix units run bfloat16 at several times their float32 rate;
+    the shipped model's synthetic_focal RMSE moves by 0.3% in bfloat16."""
+    return "float32" if (platform or jax.default_backend()) == "cpu" else "bfloat16"
 
 
 def say(message: str) -> None:
