@@ -27,6 +27,8 @@ import jax
 import numpy as np
 from absl import app, flags
 
+from benchmarks.peak import matmul_peak_flops, xla_flops
+
 FLAGS = flags.FLAGS
 flags.DEFINE_list("sizes", ["small", "paper"], "Model sizes to time.")
 flags.DEFINE_integer("batch", 4, "Global batch of the timed train step.")
@@ -67,6 +69,8 @@ def time_train_step(size: str) -> dict:
         "valid": np.ones((b, c, c), bool)}, mesh)
     step = make_train_step(model_config, optimizer, learning_rate_schedule(config.optimizer, 1000), mesh)
     start = time.perf_counter()
+    step = step.lower(state, batch).compile()  # the executable timed below, so it is compiled once
+    flops = xla_flops(step)
     state, metrics = step(state, batch)
     jax.block_until_ready(metrics)
     compile_s = time.perf_counter() - start
@@ -76,7 +80,7 @@ def time_train_step(size: str) -> dict:
     jax.block_until_ready(metrics)  # like the trainer, nothing is read back between steps
     elapsed = time.perf_counter() - start
     return {"size": size, "compile_s": compile_s, "steps_per_s": FLAGS.steps / elapsed,
-            "examples_per_s": FLAGS.steps * b / elapsed}
+            "examples_per_s": FLAGS.steps * b / elapsed, "flops": flops, "dtype": model_config.dtype}
 
 
 def time_input_pipeline(source: str, *, batch: int, crop: int, slices: int, workers: int = 0) -> dict:
@@ -133,13 +137,18 @@ def main(argv):
                                                   slices=FLAGS.slices)["examples_per_s"]
         print(f"input pipeline alone, {source}: {input_rates[source]:.1f} examples/s", flush=True)
     ratios = " | ".join(f"input / train ({source})" for source in input_rates)
-    print(f"| model | compile (s) | train steps/s | examples/s | {ratios} |")
-    print("|---|---|---|---|" + "---|" * len(input_rates))
+    peak = matmul_peak_flops("float32")
+    print(f"float32 matrix-multiply peak (4096²): {peak / 1e9:.0f} GFLOP/s")
+    print(f"| model | dtype | compile (s) | train steps/s | examples/s | GFLOP/step (XLA) | GFLOP/s | of peak | "
+          f"{ratios} |")
+    print("|---|---|---|---|---|---|---|---|" + "---|" * len(input_rates))
     for size in FLAGS.sizes:
         row = time_train_step(size)
+        achieved = row["flops"] * row["steps_per_s"]
         cells = " | ".join(f"{rate / row['examples_per_s']:.1f}×" for rate in input_rates.values())
-        print(f"| {size} | {row['compile_s']:.1f} | {row['steps_per_s']:.2f} | {row['examples_per_s']:.1f} | "
-              f"{cells} |", flush=True)
+        print(f"| {size} | {row['dtype']} | {row['compile_s']:.1f} | {row['steps_per_s']:.2f} | "
+              f"{row['examples_per_s']:.1f} | {row['flops'] / 1e9:.1f} | {achieved / 1e9:.0f} | "
+              f"{achieved / peak:.0%} | {cells} |", flush=True)
 
 
 if __name__ == "__main__":
