@@ -25,7 +25,15 @@ import subprocess
 import sys
 import time
 
+import jax
+import numpy as np
+from scipy import ndimage
+from skimage import data, transform
+
 from benchmarks.machine import cpu_model_name
+from dualfocus_jax.classical import estimate_depth_classical
+from dualfocus_jax.rendering import NYUV2_CAMERA, render_focal_stack
+from dualfocus_jax.rendering.fft_layered import render_layered_stack
 
 FULL_SLICES = (5, 10)
 FULL_SIZES = (256, 512, 1024)
@@ -42,9 +50,6 @@ def _max_rss_mib() -> float:
 
 def _scene_inputs(size: int, num_slices: int):
     """A photo texture on a slanted plane with a near square: image (size, size, 3) in [0, 1], depth 2-4 m."""
-    import numpy as np
-    from skimage import data, transform
-
     image = transform.resize(data.astronaut().astype(np.float32) / 255.0, (size, size), anti_aliasing=True)
     x = np.linspace(0.0, 1.0, size, dtype=np.float32)
     depth = np.broadcast_to(3.0 + x[None, :], (size, size)).copy()
@@ -60,25 +65,13 @@ def _synthetic_stack(image, num_slices: int):
     Made with SciPy rather than the renderer, so that the pipeline's memory figure does not include the
     renderer's high-water mark; the pipeline's run time does not depend on the content.
     """
-    import numpy as np
-    from scipy import ndimage
-
     sigmas = [abs(s - (num_slices - 1) / 2) for s in range(num_slices)]
     return np.stack([ndimage.gaussian_filter(image, (s, s, 0)) for s in sigmas]).astype(np.float32)
 
 
 def run_case(workload: str, size: int, num_slices: int, repeats: int, time_budget_s: float) -> dict:
-    """Measures one case in this process (called in a fresh subprocess); returns the row as a dict."""
-    import jax
-    import numpy as np
-    import scipy.ndimage  # noqa: F401  (imported before the baseline, like everything the case uses)
-    import skimage.data  # noqa: F401
-    import skimage.transform  # noqa: F401
-
-    from dualfocus_jax.classical import estimate_depth_classical
-    from dualfocus_jax.rendering import NYUV2_CAMERA, render_focal_stack
-    from dualfocus_jax.rendering.fft_layered import render_layered_stack
-
+    """Measures one case in this process (called in a fresh subprocess); returns the row as a dict. Everything
+    the case uses is imported with this module, before the baseline."""
     jax.devices()  # start the backend (its own allocations) before the baseline
     baseline_mib = _max_rss_mib()
     image, depth, focus = _scene_inputs(size, num_slices)
@@ -137,8 +130,6 @@ def _run_case_in_subprocess(workload, size, num_slices, args) -> dict:
 
 
 def _header(args) -> str:
-    import jax
-
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     return "\n".join(
         [

@@ -22,7 +22,13 @@ import os
 import platform
 import time
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
+
+from benchmarks.run_all import current_commit
+from dualfocus_jax.model import DualFocusNet, dualfocus_loss, initial_params, model_config, parameter_count
 
 # (size, variant, (S, H, W)) forward cases; "dualfocus" = both constraints on, "dfv" = both off.
 FULL_FORWARD = [
@@ -53,8 +59,6 @@ def compiled_memory_mib(compiled) -> float:
 
 
 def median_seconds(run, repeats: int) -> float:
-    import jax
-
     jax.block_until_ready(run())  # warm-up: first-run allocations and autotuning stay out of the timing
     times = []
     for _ in range(repeats):
@@ -65,8 +69,6 @@ def median_seconds(run, repeats: int) -> float:
 
 
 def example_inputs(batch: int, shape, seed: int = 0):
-    import jax.numpy as jnp
-
     slices, height, width = shape
     rng = np.random.default_rng(seed)
     stack = jnp.asarray(rng.random((batch, slices, height, width, 3), dtype=np.float32))
@@ -76,10 +78,6 @@ def example_inputs(batch: int, shape, seed: int = 0):
 
 
 def forward_case(size: str, variant: str, shape, repeats: int) -> dict:
-    import jax
-
-    from dualfocus_jax.model import DualFocusNet, initial_params, model_config, parameter_count
-
     config = model_config(size, variant)
     model = DualFocusNet(config)
     params = initial_params(config, jax.random.key(0))
@@ -96,12 +94,6 @@ def forward_case(size: str, variant: str, shape, repeats: int) -> dict:
 
 
 def train_case(size: str, variant: str, batch: int, shape, repeats: int) -> dict:
-    import jax
-    import jax.numpy as jnp
-    import optax
-
-    from dualfocus_jax.model import DualFocusNet, dualfocus_loss, initial_params, model_config, parameter_count
-
     config = model_config(size, variant)
     model = DualFocusNet(config)
     params = initial_params(config, jax.random.key(0))
@@ -155,11 +147,7 @@ def main(argv=None) -> int:
                         "run that was cut short)")
     args = parser.parse_args(argv)
 
-    import jax
-
     device = jax.devices()[0]
-    from benchmarks.run_all import current_commit
-
     header = (f"commit {args.commit or current_commit()}, {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}, "
               f"{jax.device_count()} × {device.device_kind} ({device.platform}), host {platform.machine()} "
               f"{os.cpu_count()} CPUs, jax {jax.__version__}{', quick run' if args.quick else ''}")

@@ -23,6 +23,12 @@ import numpy as np
 from absl import app, flags
 
 from benchmarks.machine import cpu_model_name
+from configs import pretrained_small
+from dualfocus_jax.inference import load_exported_checkpoint
+from dualfocus_jax.model import DualFocusNet, initial_params, model_config
+from dualfocus_jax.training.evaluate import prediction_function
+from dualfocus_jax.training.trainer import run_evaluation
+from experiments.data_setup import prepare_missing_embedded
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("dtypes", ["float32", "bfloat16"], "Compute dtypes to compare (float32 first).")
@@ -49,8 +55,6 @@ def _timed(call) -> float:
 
 
 def forward_row(dtype: str, shape: tuple[int, int, int]) -> dict:
-    from dualfocus_jax.model import DualFocusNet, initial_params, model_config
-
     config = dataclasses.replace(model_config("paper", "dualfocus"), dtype=dtype)
     params = initial_params(config, jax.random.key(0))
     slices, height, width = shape
@@ -68,13 +72,9 @@ def forward_row(dtype: str, shape: tuple[int, int, int]) -> dict:
 
 
 def accuracy_rows(dtypes) -> dict[str, dict]:
-    from configs.pretrained_small import get_config
-    from dualfocus_jax.inference import load_exported_checkpoint
-    from dualfocus_jax.training.evaluate import prediction_function
-    from dualfocus_jax.training.trainer import run_evaluation
-
     params, config = load_exported_checkpoint(FLAGS.checkpoint or None)
-    experiment = get_config()
+    experiment = pretrained_small.get_config()
+    prepare_missing_embedded(experiment)  # the synthetic_focal test split, prepared on first use
     evaluation = experiment.evals.test
     rows = {}
     for dtype in dtypes:

@@ -27,7 +27,15 @@ import jax
 import numpy as np
 from absl import app, flags
 
+from benchmarks.machine import process_tree_cpu_seconds
 from benchmarks.peak import matmul_peak_flops, xla_flops
+from configs import demo, engine_small
+from dualfocus_jax.training import mesh as mesh_lib
+from dualfocus_jax.training.input_pipeline import training_iterator
+from dualfocus_jax.training.train_state import initial_train_state, learning_rate_schedule, make_optimizer
+from dualfocus_jax.training.train_step import make_train_step
+from dualfocus_jax.training.trainer import model_config_from
+from experiments.data_setup import prepare_missing_embedded
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("sizes", ["small", "paper"], "Model sizes to time.")
@@ -48,12 +56,6 @@ SOURCE_SIZE = {"synthetic_focal": 128}  # image side of a source whose images ar
 
 
 def time_train_step(size: str) -> dict:
-    from configs import demo
-    from dualfocus_jax.training import mesh as mesh_lib
-    from dualfocus_jax.training.train_state import initial_train_state, learning_rate_schedule, make_optimizer
-    from dualfocus_jax.training.train_step import make_train_step
-    from dualfocus_jax.training.trainer import model_config_from
-
     config = demo.get_config()
     config.model.size = size
     model_config = model_config_from(config.model)
@@ -85,15 +87,13 @@ def time_train_step(size: str) -> dict:
 
 def time_input_pipeline(source: str, *, batch: int, crop: int, slices: int, workers: int = 0) -> dict:
     """Examples/s of one source's input pipeline at one batch shape, and examples per CPU-core-second."""
-    from benchmarks.machine import process_tree_cpu_seconds
-    from configs import demo, engine_small
-    from dualfocus_jax.training.input_pipeline import training_iterator
-
     config = demo.get_config() if source == "synthetic_focal" else engine_small.get_config()
     config.input.update(batch_size=batch, crop_size=(crop, crop), num_slices=slices, crop_sizes=(),
                         slice_counts=(), num_workers=workers)  # one shape, so the rates compare
     if FLAGS.data_dir:
         config.input.data_dir = FLAGS.data_dir
+    if source == "synthetic_focal":
+        prepare_missing_embedded(config)  # the demo's data, prepared on first use (the engine draws its stacks)
     iterator = training_iterator(config.input, seed=0)
     for _ in range(5):
         next(iterator)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 
 
@@ -20,8 +21,6 @@ def cpu_model_name() -> str:
 def process_tree_cpu_seconds() -> float:
     """CPU seconds (user + system) used so far by this process and every live descendant (grain workers),
     from /proc (Linux); this process alone (os.times) elsewhere."""
-    import os
-
     try:
         parents, used = {}, {}
         for entry in os.listdir("/proc"):

@@ -114,7 +114,7 @@ def base_config():
     config.model_init = ConfigDict(dict(checkpoint="", imagenet_npz=""))
     config.input = ConfigDict(dict(
         data_dir="",            # TFDS data_dir; "" = $TFDS_DATA_DIR or ~/tensorflow_datasets
-        prepare_if_missing=False,  # prepare datasets that need no manual files on first use
+        prepare_if_missing=False,  # entry points prepare datasets that need no manual files on first use
         batch_size=8,           # global
         crop_size=(224, 224),   # (h, w); (0, 0) = full images (all the same size)
         num_slices=5,

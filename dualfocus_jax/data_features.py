@@ -23,6 +23,8 @@ feature needs TensorFlow, and these datasets are prepared and read without it.
 
 from __future__ import annotations
 
+import numpy as np
+
 STACK = "stack"
 FOCUS_POSITIONS = "focus_positions"
 DEPTH = "depth"
@@ -48,7 +50,6 @@ def focal_stack_features(num_slices: int | None, *, with_aif: bool, with_has_aif
         others carry an all-zero `aif`).
       height, width: fixed image size, or None (default) when it varies between examples or splits.
     """
-    import numpy as np
     import tensorflow_datasets as tfds  # imported here: the library does not need TFDS to train from arrays
 
     if num_slices is not None and (isinstance(num_slices, bool) or not isinstance(num_slices, int)

@@ -11,7 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 
+import jax.numpy as jnp
 import numpy as np
+from scipy import ndimage
+from skimage import data
+
+from dualfocus_jax.rendering import NYUV2_CAMERA, render_focal_stack
 
 MOTORCYCLE_BASELINE_M = 0.193001
 MOTORCYCLE_FOCAL_PX = 3979.911 / 4.0
@@ -37,8 +42,6 @@ class RGBDScene:
 
 def motorcycle_scene() -> RGBDScene:
     """The Middlebury motorcycle (500x741, depth 2.1-5.0 m, ~93% valid pixels)."""
-    from skimage import data  # imported here: scikit-image is slow to import and only this needs it
-
     left, _, disparity = data.stereo_motorcycle()
     valid = np.isfinite(disparity) & (disparity > 0)
     depth = np.where(
@@ -54,8 +57,6 @@ def fill_invalid_depth(depth: np.ndarray, valid: np.ndarray) -> np.ndarray:
     A renderer needs a depth everywhere; nearest-valid filling keeps occlusion holes at the depth of the
     surface next to them instead of pulling them to zero (which would read as 'infinitely close').
     """
-    from scipy import ndimage
-
     if valid.all():
         return depth.astype(np.float32)
     if not valid.any():
@@ -88,10 +89,6 @@ class RenderedStack:
 def render_motorcycle_stack(num_slices: int, *, downscale: int = 1, mode: str = "layered") -> RenderedStack:
     """The motorcycle scene as a focal stack: thin lens with the NYUv2 camera, `num_slices` focus distances
     spread evenly over the valid depth range (the NYUv2 protocol), every `downscale`-th pixel."""
-    import jax.numpy as jnp
-
-    from dualfocus_jax.rendering import NYUV2_CAMERA, render_focal_stack
-
     scene = motorcycle_scene()
     image, depth, valid = (a[::downscale, ::downscale] for a in (scene.image, scene.depth_m, scene.valid))
     focus = np.linspace(depth[valid].min(), depth[valid].max(), num_slices).astype(np.float32)

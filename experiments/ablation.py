@@ -27,32 +27,10 @@ import sys
 import time
 
 from dualfocus_jax.model.config import VARIANTS
+from experiments.ablation_report import write_report
+from experiments.ablation_runs import SENSITIVITY, finished, run_dir, variant_and_overrides
 
 DEFAULT_STEPS = 1200
-# name → (variant, model overrides): the full model with one setting changed. At the demo's 64×64 training
-# crops the default solver_stride 16 gives the spatial solver a 4×4 grid, hence the finer strides.
-SENSITIVITY = {
-    "dualfocus-stride4": ("dualfocus", {"solver_stride": 4}),
-    "dualfocus-stride8": ("dualfocus", {"solver_stride": 8}),
-    "dualfocus-lambda_sv1": ("dualfocus", {"lambda_sv": 1.0}),
-    "dualfocus-lambda_fv10": ("dualfocus", {"lambda_fv": 10.0}),
-    "dualfocus-tau0.25": ("dualfocus", {"tau_rel": 0.25}),
-}
-
-
-def variant_and_overrides(name: str) -> tuple[str, dict]:
-    """A run name (a variant, or a key of SENSITIVITY) → (variant, model overrides)."""
-    return SENSITIVITY.get(name, (name, {}))
-
-
-def run_dir(workdir: str, name: str, seed: int) -> str:
-    return os.path.join(workdir, f"{name}_seed{seed}")
-
-
-def finished(workdir: str, name: str, seed: int, steps: int) -> bool:
-    from dualfocus_jax.training.checkpointing import latest_saved_step
-
-    return (latest_saved_step(run_dir(workdir, name, seed)) or 0) >= steps
 
 
 def train_command(name: str, seed: int, steps: int, workdir: str) -> list[str]:
@@ -127,8 +105,6 @@ def main(argv=None) -> int:
     if args.phase == "sensitivity":
         train_all(args.sensitivity_runs, args.sensitivity_seeds, args.steps, args.workdir)
     if args.phase in ("all", "report", "sensitivity"):
-        from experiments.ablation_report import write_report
-
         write_report(args)
     return 0
 

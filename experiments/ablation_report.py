@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import csv
 import datetime
+import json
 import os
 import platform
 
 import numpy as np
 
+from benchmarks.run_all import current_commit
+from dualfocus_jax.model import model_config
+from dualfocus_jax.visualize import Panel, save_panels_png
+from experiments.ablation_runs import SENSITIVITY, finished, run_dir, variant_and_overrides
 from experiments.ablation_scoring import (
     PREDICTIONS_FILE,
     REGIONS,
@@ -40,8 +45,6 @@ REGION_LABELS = {"all": "all pixels", "depth_edges": "depth edges", "fine_textur
 def collect_scores(args, eval_sets) -> tuple[dict, dict]:
     """(method → list of per-seed scores (set → region → metric), set → refined classical depth (N, H, W));
     the classical methods are deterministic and have one entry each."""
-    from experiments.ablation import SENSITIVITY, finished, run_dir
-
     collected: dict[str, list] = {}
     runs = [(variant, seed) for variant in args.variants for seed in args.seeds]
     runs += [(name, seed) for name in SENSITIVITY for seed in args.seeds
@@ -132,8 +135,6 @@ def write_csv(path: str, collected: dict, set_names: list[str]) -> None:
 
 def comparison_picture(path: str, eval_set, index: int, depth_by_method: dict, title: str) -> str:
     """Regions, ground truth, both networks, their errors and where the constraints help or hurt."""
-    from dualfocus_jax.visualize import Panel, save_panels_png
-
     gt = eval_set.depth[index]
     scored = eval_set.masks["all"][index]
     overlay = np.array(eval_set.image[index], np.float32) * 0.6
@@ -162,11 +163,6 @@ def comparison_picture(path: str, eval_set, index: int, depth_by_method: dict, t
 def training_loss_table(args, names: list[str], last_steps: int = 250) -> list[str]:
     """Mean over seeds of each loss term over the last `last_steps` updates, raw and as weighted in the total
     (from each run's metrics/train.jsonl): how much each constraint still pulls at the end of training."""
-    import json
-
-    from dualfocus_jax.model import model_config
-    from experiments.ablation import run_dir, variant_and_overrides
-
     lines = ["| method | L_depth | L_sv | λ_sv·L_sv | L_fv | λ_fv·L_fv | share of the total from the constraints |",
              "|---|---|---|---|---|---|---|"]
     for name in names:
@@ -196,8 +192,6 @@ def training_loss_table(args, names: list[str], last_steps: int = 250) -> list[s
 
 def sensitivity_section(collected: dict, set_names: list[str]) -> list[str]:
     """The full model with one setting changed (one seed each) beside the default settings over seeds."""
-    from experiments.ablation import SENSITIVITY
-
     names = [name for name in SENSITIVITY if name in collected]
     if not names:
         return []
@@ -213,9 +207,6 @@ def sensitivity_section(collected: dict, set_names: list[str]) -> list[str]:
 
 
 def write_report(args) -> None:
-    from benchmarks.run_all import current_commit
-    from experiments.ablation import SENSITIVITY, run_dir
-
     print("== evaluation sets: synthetic_focal test split and the motorcycle scene", flush=True)
     eval_sets = [synthetic_test_set(), motorcycle_set(args.motorcycle_downscale)]
     set_names = [s.name for s in eval_sets]

@@ -13,7 +13,21 @@ import dataclasses
 import json
 import os
 
+import jax
 import numpy as np
+
+from configs.demo import get_config
+from dualfocus_jax import data_features as F
+from dualfocus_jax.classical import estimate_depth_classical
+from dualfocus_jax.embedded_scenes import render_motorcycle_stack
+from dualfocus_jax.evaluation_masks import region_masks
+from dualfocus_jax.metrics import depth_metrics_per_image
+from dualfocus_jax.training.augment import evaluation_example
+from dualfocus_jax.training.checkpointing import latest_saved_step, restore_params
+from dualfocus_jax.training.evaluate import mean_over_images, prediction_function
+from dualfocus_jax.training.trainer import model_config_from
+from experiments.ablation_runs import variant_and_overrides
+from experiments.data_setup import open_split_preparing
 
 REGIONS = ("all", "depth_edges", "fine_texture")
 NUM_SLICES = 5
@@ -36,8 +50,6 @@ class EvalSet:
 
 
 def _with_masks(name, stack, focus, depth, scored, image) -> EvalSet:
-    from dualfocus_jax.evaluation_masks import region_masks
-
     per_scene = [region_masks(depth[i], scored[i], image[i], float(focus[i, -1] - focus[i, 0]))
                  for i in range(len(depth))]
     masks = {region: np.stack([m[region] for m in per_scene]) for region in REGIONS}
@@ -45,11 +57,7 @@ def _with_masks(name, stack, focus, depth, scored, image) -> EvalSet:
 
 
 def synthetic_test_set(data_dir: str | None = None) -> EvalSet:
-    from dualfocus_jax import data_features as F
-    from dualfocus_jax.training.augment import evaluation_example
-    from dualfocus_jax.training.input_pipeline import open_split
-
-    records = open_split("synthetic_focal", "test", data_dir=data_dir, prepare_if_missing=True)
+    records = open_split_preparing("synthetic_focal", "test", data_dir=data_dir)
     examples = [records[i] for i in range(len(records))]
     inputs = [evaluation_example(record, NUM_SLICES, "all") for record in examples]
     stacked = {key: np.stack([example[key] for example in inputs]) for key in inputs[0]}
@@ -58,8 +66,6 @@ def synthetic_test_set(data_dir: str | None = None) -> EvalSet:
 
 
 def motorcycle_set(downscale: int) -> EvalSet:
-    from dualfocus_jax.embedded_scenes import render_motorcycle_stack
-
     rendered = render_motorcycle_stack(NUM_SLICES, downscale=downscale)
     return _with_masks(MOTORCYCLE, rendered.stack[None], rendered.focus_m[None], rendered.depth_m[None],
                        rendered.scored[None], rendered.image[None])
@@ -67,9 +73,6 @@ def motorcycle_set(downscale: int) -> EvalSet:
 
 def region_scores(depth_NHW, uncertainty_NHW, eval_set: EvalSet) -> dict[str, dict[str, float]]:
     """region → metric → mean over the images that have pixels in the region."""
-    from dualfocus_jax.metrics import depth_metrics_per_image
-    from dualfocus_jax.training.evaluate import mean_over_images
-
     scores = {}
     for region in REGIONS:
         mask = eval_set.masks[region]
@@ -85,10 +88,6 @@ def region_scores(depth_NHW, uncertainty_NHW, eval_set: EvalSet) -> dict[str, di
 
 def network_predictions(params, model_config, eval_set: EvalSet, batch_size: int = 4):
     """(depth, uncertainty), each (N, H, W), of the network on every scene of the set."""
-    import jax
-
-    from dualfocus_jax.training.evaluate import prediction_function
-
     predict = prediction_function(model_config)
     depths, sigmas = [], []
     for start in range(0, len(eval_set.stack), batch_size):
@@ -104,8 +103,6 @@ def network_predictions(params, model_config, eval_set: EvalSet, batch_size: int
 
 
 def classical_predictions(eval_set: EvalSet, refine: bool):
-    from dualfocus_jax.classical import estimate_depth_classical
-
     results = [estimate_depth_classical(stack, focus, refine=refine)
                for stack, focus in zip(eval_set.stack, eval_set.focus)]
     return (np.stack([np.asarray(r.depth_HW) for r in results]),
@@ -113,14 +110,9 @@ def classical_predictions(eval_set: EvalSet, refine: bool):
 
 
 def score_run(run_dir: str, name: str, eval_sets: list[EvalSet], keep_predictions: bool) -> dict:
-    """Scores of a run's latest checkpoint (name: a variant or a key of experiments.ablation.SENSITIVITY), cached in
-    <run_dir>/ablation_scores.json (recomputed when the checkpoint step changes); with keep_predictions, its depth
-    maps go to <run_dir>/ablation_predictions.npz."""
-    from configs.demo import get_config
-    from dualfocus_jax.training.checkpointing import latest_saved_step, restore_params
-    from dualfocus_jax.training.trainer import model_config_from
-    from experiments.ablation import variant_and_overrides
-
+    """Scores of a run's latest checkpoint (name: a variant or a key of experiments.ablation_runs.SENSITIVITY),
+    cached in <run_dir>/ablation_scores.json (recomputed when the checkpoint step changes); with keep_predictions,
+    its depth maps go to <run_dir>/ablation_predictions.npz."""
     step = latest_saved_step(run_dir)
     cache = os.path.join(run_dir, SCORES_FILE)
     predictions_path = os.path.join(run_dir, PREDICTIONS_FILE)

@@ -9,7 +9,14 @@ import dataclasses
 import os
 import time
 
+import jax.numpy as jnp
 import numpy as np
+
+from dualfocus_jax import metrics as dff_metrics
+from dualfocus_jax.classical import estimate_depth_classical
+from dualfocus_jax.embedded_scenes import render_motorcycle_stack
+from dualfocus_jax.metrics_report import metrics_markdown, rows_from_arrays, write_metrics_tables
+from dualfocus_jax.visualize import Panel, save_panels_png, save_rgb_png, save_scalar_png
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,13 +29,6 @@ class DemoReport:
 def run_classical_demo(out_dir: str, *, num_slices: int = 10, render_mode: str = "layered",
                        measure: str = "modified_laplacian", downscale: int = 1) -> DemoReport:
     """Runs the whole demo; `downscale` > 1 shrinks the scene (for fast tests)."""
-    import jax.numpy as jnp
-
-    from dualfocus_jax import metrics as dff_metrics
-    from dualfocus_jax.classical import estimate_depth_classical
-    from dualfocus_jax.embedded_scenes import render_motorcycle_stack
-    from dualfocus_jax.metrics_report import metrics_markdown, rows_from_arrays, write_metrics_tables
-
     os.makedirs(out_dir, exist_ok=True)
     started = time.perf_counter()
     # NYUv2 protocol: focus positions spread evenly over the image's valid depth range.
@@ -72,8 +72,6 @@ def _write_sample_stack(folder: str, stack: np.ndarray, focus: np.ndarray, num_s
 
     Five slices, because the shipped network was trained on five.
     """
-    from dualfocus_jax.visualize import save_rgb_png
-
     os.makedirs(folder, exist_ok=True)
     picks = np.unique(np.linspace(0, len(focus) - 1, min(num_slices, len(focus))).round().astype(int))
     written = [save_rgb_png(os.path.join(folder, f"slice_{n + 1}.png"), stack[i]) for n, i in enumerate(picks)]
@@ -84,8 +82,6 @@ def _write_sample_stack(folder: str, stack: np.ndarray, focus: np.ndarray, num_s
 
 
 def _write_pictures(out_dir, stack, focus, depth_gt, valid, refined, raw) -> list[str]:
-    from dualfocus_jax.visualize import Panel, save_panels_png, save_rgb_png, save_scalar_png
-
     depth = np.asarray(refined.depth_HW)
     uncertainty = np.asarray(refined.uncertainty_HW)
     error = np.where(valid, np.abs(depth - depth_gt), np.nan)

@@ -14,6 +14,8 @@ import time
 
 from absl import app, flags, logging
 
+from experiments.classical_demo import run_classical_demo
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string("out", "runs/demo", "Folder for the pictures, arrays and metrics table.")
 flags.DEFINE_integer("num_slices", 10, "Number of focal-stack slices, focus spread evenly over the depth range.")
@@ -26,8 +28,6 @@ flags.DEFINE_enum("measure", "modified_laplacian", ["modified_laplacian", "grayl
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)  # keep JAX's backend-probing INFO lines out of the demo output
-    from experiments.classical_demo import run_classical_demo
-
     start = time.perf_counter()
     report = run_classical_demo(FLAGS.out, num_slices=FLAGS.num_slices, render_mode=FLAGS.render_mode,
                                 measure=FLAGS.measure)

@@ -15,6 +15,11 @@ import argparse
 import os
 
 import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import LogNorm
+from matplotlib.figure import Figure
+
+from dualfocus_jax.engine import CATALOGUE, EngineSettings, draw_focal_stack
 
 DEFAULT_OUT = os.path.join("docs", "engine_samples.png")
 # (camera family, scene family, slices) of each row.
@@ -24,8 +29,6 @@ ROWS = (("phone", "occluders", 5), ("dslr", "similar_texture_edge", 7), ("protoc
 
 def sample_stacks(seed: int, size: tuple[int, int] = (128, 128)) -> list[dict]:
     """The engine draws of ROWS (dicts of `draw_focal_stack`), each from its own generator."""
-    from dualfocus_jax.engine import CATALOGUE, EngineSettings, draw_focal_stack
-
     draws = []
     for row, (camera_family, family, slices) in enumerate(ROWS):
         settings = EngineSettings(cameras=tuple(m.name for m in CATALOGUE if m.family == camera_family))
@@ -45,10 +48,6 @@ def caption(meta: dict, focus_m: np.ndarray, depth_m: np.ndarray) -> str:
 
 def save_picture(draws: list[dict], path: str) -> None:
     """Rows: first, middle and last slice, then depth (metres, log scale, near = bright), the caption above."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.colors import LogNorm
-    from matplotlib.figure import Figure
-
     figure = Figure(figsize=(8.0, 2.25 * len(draws)), dpi=64)
     FigureCanvasAgg(figure)
     grid = figure.add_gridspec(len(draws), 4, hspace=0.55, wspace=0.05, left=0.01, right=0.92, top=0.95,

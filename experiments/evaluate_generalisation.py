@@ -41,7 +41,30 @@ import tempfile
 import time
 from collections.abc import Iterable, Iterator
 
+import jax.numpy as jnp
 import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from datasets.focal_engine.focal_engine_dataset_builder import engine_test_stack, split_name
+from dualfocus_jax.classical import estimate_depth_classical
+from dualfocus_jax.compilation_cache import enable_compilation_cache
+from dualfocus_jax.embedded_scenes import render_motorcycle_stack
+from dualfocus_jax.engine import CAMERA_FAMILIES, HARD_FAMILIES, SCENE_FAMILIES
+from dualfocus_jax.evaluation_masks import region_masks
+from dualfocus_jax.focal_stack import load_focal_stack
+from dualfocus_jax.inference import (
+    CheckpointError,
+    align_focal_stack,
+    focus_working_units,
+    load_exported_checkpoint,
+    predict_depth,
+)
+from dualfocus_jax.metrics import depth_metrics_per_image
+from dualfocus_jax.training.checkpointing import latest_saved_step
+from dualfocus_jax.training.input_pipeline import default_data_dir, has_prepared_version
+from experiments.data_setup import open_split_preparing
+from experiments.evaluate_pretrained import export
 
 DEFAULT_OUT = os.path.join("experiments", "results", "generalisation")
 DEFAULT_CHECKPOINTS = ("old shipped=dualfocus_jax/pretrained/small_synthetic",
@@ -119,15 +142,10 @@ def parse_checkpoint_spec(spec: str) -> tuple[str, str]:
 def load_method(name: str, folder: str, *, export_root: str, workdir_config: str, command: str) -> Method:
     """A network method from an exported checkpoint folder, or from a training workdir (its latest checkpoint
     exported into `export_root` first, with the code path of experiments/evaluate_pretrained.py)."""
-    from dualfocus_jax.inference import load_exported_checkpoint
-    from dualfocus_jax.training.checkpointing import latest_saved_step
-
     if os.path.isfile(os.path.join(folder, "model_config.json")):
         params, config = load_exported_checkpoint(folder)
         return Method(name, "network", params, config, source=folder)
     if os.path.isdir(folder) and latest_saved_step(folder) is not None:
-        from experiments.evaluate_pretrained import export
-
         out = os.path.join(export_root, "".join(c if c.isalnum() else "_" for c in name))
         step = export(folder, out, workdir_config, command)
         print(f"exported step {step} of the workdir {folder} for {name!r}", flush=True)
@@ -141,11 +159,6 @@ def classical_depth(images_SHWC: np.ndarray, focus_S: np.ndarray, *, refine: boo
                     focus_unit: str = "distance") -> np.ndarray:
     """Depth (H, W) of the classical baseline with or without its refinement, with the focus-unit handling
     of `predict_depth(method="classical")` (which always refines)."""
-    import jax.numpy as jnp
-
-    from dualfocus_jax.classical import estimate_depth_classical
-    from dualfocus_jax.inference import focus_working_units
-
     units = focus_working_units(focus_S, focus_unit)
     result = estimate_depth_classical(jnp.asarray(images_SHWC[units.near_to_far_S]),
                                       jnp.asarray(units.values_S, jnp.float32), refine=refine)
@@ -157,8 +170,6 @@ def classical_depth(images_SHWC: np.ndarray, focus_S: np.ndarray, *, refine: boo
 
 def network_depth(method: Method, images_SHWC: np.ndarray, focus_S: np.ndarray,
                   focus_unit: str = "distance") -> np.ndarray:
-    from dualfocus_jax.inference import predict_depth
-
     return predict_depth(images_SHWC, focus_S, method="network", params=method.params, config=method.config,
                          focus_unit=focus_unit).depth_HW
 
@@ -188,11 +199,6 @@ def scored_mask(depth_HW, valid_HW, focus_S) -> np.ndarray:
 
 def region_scores(pred_HW, scene: Scene) -> dict[str, dict[str, float]]:
     """{region: {metric: value, "pixels": n}} for the scored pixels and their depth-edge / fine-texture parts."""
-    import jax.numpy as jnp
-
-    from dualfocus_jax.evaluation_masks import region_masks
-    from dualfocus_jax.metrics import depth_metrics_per_image
-
     mask = scored_mask(scene.depth, scene.valid, scene.focus)
     focus_range = float(scene.focus.max() - scene.focus.min())
     masks = region_masks(scene.depth, mask, scene.aif, focus_range)
@@ -243,15 +249,11 @@ def mean_over_images(records: list[dict], **where) -> dict[str, float]:
 
 def engine_scenes(sizes: Sizes, data_dir: str | None) -> Iterator[Scene]:
     """The engine test split per slice count: the prepared TFDS split, or (quick) drawn directly."""
-    from datasets.focal_engine.focal_engine_dataset_builder import engine_test_stack, split_name
-
     for count in sizes.slice_counts:
         if sizes.engine_size is not None:
             records = [engine_test_stack(count, i, sizes.engine_size)[1] for i in range(sizes.stacks_per_count or 1)]
         else:
-            from dualfocus_jax.training.input_pipeline import open_split
-
-            source = open_split("focal_engine", split_name(count), data_dir=data_dir, prepare_if_missing=True)
+            source = open_split_preparing("focal_engine", split_name(count), data_dir=data_dir)
             records = [source[i] for i in range(min(len(source), sizes.stacks_per_count or len(source)))]
         for record in records:
             text = {k: (v.decode() if isinstance(v, bytes) else str(v)) for k, v in record.items()
@@ -263,12 +265,10 @@ def engine_scenes(sizes: Sizes, data_dir: str | None) -> Iterator[Scene]:
 
 
 def synthetic_scenes(sizes: Sizes, data_dir: str | None, quick: bool) -> Iterator[Scene]:
-    from dualfocus_jax.training.input_pipeline import _has_prepared_version, default_data_dir, open_split
-
-    if quick and not _has_prepared_version(default_data_dir(data_dir), "synthetic_focal"):
+    if quick and not has_prepared_version(default_data_dir(data_dir), "synthetic_focal"):
         print("synthetic_focal: not prepared under the data_dir; --quick does not prepare it (skipped)", flush=True)
         return
-    source = open_split("synthetic_focal", "test", data_dir=data_dir, prepare_if_missing=True)
+    source = open_split_preparing("synthetic_focal", "test", data_dir=data_dir)
     for index in range(min(len(source), sizes.synthetic_scenes or len(source))):
         record = source[index]
         yield Scene("synthetic_focal", record["id"].decode(), record["stack"].astype(np.float32) / 255.0,
@@ -287,8 +287,6 @@ def _centre_crop(array, crop: int | None, axes=(0, 1)):
 
 
 def motorcycle_scenes(sizes: Sizes) -> Iterator[Scene]:
-    from dualfocus_jax.embedded_scenes import render_motorcycle_stack
-
     for count in sizes.motorcycle_slices:
         rendered = render_motorcycle_stack(count, downscale=sizes.motorcycle_downscale)
         yield Scene("motorcycle", f"motorcycle_{count}", _centre_crop(rendered.stack, sizes.crop, (1, 2)),
@@ -317,9 +315,6 @@ def spearman(a, b) -> float:
 
 def evaluate_real_stacks(folders: list[str], methods: list[Method], sizes: Sizes) -> tuple[list[dict], list[dict]]:
     """(per stack and method: runtime rows; per stack: inputs and depth maps for the picture)."""
-    from dualfocus_jax.focal_stack import load_focal_stack
-    from dualfocus_jax.inference import align_focal_stack
-
     rows, panels = [], []
     for folder in folders:
         name = os.path.basename(folder)
@@ -351,9 +346,6 @@ def evaluate_real_stacks(folders: list[str], methods: list[Method], sizes: Sizes
 
 def save_real_picture(panels: list[dict], path: str) -> None:
     """One row per stack: its middle slice, then each method's depth (shared colour scale per row)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     if not panels:
         return
     columns = 1 + len(panels[0]["depths"])
@@ -485,8 +477,6 @@ def _commit() -> str:
 
 
 def report_markdown(records, real_rows, methods: list[Method], sizes: Sizes, command: str, elapsed: float) -> str:
-    from dualfocus_jax.engine import CAMERA_FAMILIES, HARD_FAMILIES, SCENE_FAMILIES
-
     names = [m.name for m in methods]
     networks = [m.name for m in methods if m.kind == "network"]
     engine = [r for r in records if r["dataset"] == "engine"]
@@ -599,9 +589,6 @@ def main(argv=None) -> int:
     unknown = skip - {"engine", "synthetic", "motorcycle", "real"}
     if unknown:
         parser.error(f"--skip knows engine, synthetic, motorcycle, real; got {sorted(unknown)}")
-
-    from dualfocus_jax.compilation_cache import enable_compilation_cache
-    from dualfocus_jax.inference import CheckpointError
 
     enable_compilation_cache()
     started = time.perf_counter()

@@ -35,6 +35,22 @@ import shutil
 import sys
 import time
 
+import jax.numpy as jnp
+
+from configs.recorded import RUN_CONFIG, recorded_config
+from dualfocus_jax import metrics as dff_metrics
+from dualfocus_jax.embedded_scenes import render_motorcycle_stack
+from dualfocus_jax.inference import (
+    DEFAULT_CHECKPOINT,
+    load_exported_checkpoint,
+    predict_depth,
+    save_exported_checkpoint,
+)
+from dualfocus_jax.metrics_report import metrics_markdown, rows_from_arrays
+from dualfocus_jax.model import DualFocusConfig
+from dualfocus_jax.training.checkpointing import CheckpointError, latest_saved_step, restore_params
+from dualfocus_jax.training.trainer import RUN_MODEL, model_config_from
+
 RESULTS = os.path.join("experiments", "results", "pretrained_small.md")
 # The recipe of the shipped model: --replace_shipped falls back to it for a workdir that recorded no config.
 SHIPPED_CONFIG = "configs/pretrained_small.py"
@@ -56,13 +72,6 @@ EXPORT_NOTES = (
 
 
 def motorcycle_rows(params, config, *, num_slices: int, downscale: int, name: str = "shipped") -> dict:
-    import jax.numpy as jnp
-
-    from dualfocus_jax import metrics as dff_metrics
-    from dualfocus_jax.embedded_scenes import render_motorcycle_stack
-    from dualfocus_jax.inference import predict_depth
-    from dualfocus_jax.metrics_report import rows_from_arrays
-
     rendered = render_motorcycle_stack(num_slices, downscale=downscale)
     stack, focus, depth_gt, mask = rendered.stack, rendered.focus_m, rendered.depth_m, rendered.scored
     rows = {}
@@ -91,8 +100,6 @@ def load_config_file(spec: str):
 def run_config(workdir: str, config_spec: str | None):
     """(experiment ConfigDict, where it came from): the config the run recorded (<workdir>/config.json), or for
     older workdirs the one --config builds; (None, None) when there is neither."""
-    from configs.recorded import RUN_CONFIG, recorded_config
-
     if os.path.isfile(os.path.join(workdir, RUN_CONFIG)):
         return recorded_config(workdir), os.path.join(workdir, RUN_CONFIG)
     if config_spec:
@@ -104,9 +111,6 @@ def run_model_config(workdir: str, config_spec: str | None):
     """(DualFocusConfig, where it came from): the model config the run recorded (<workdir>/model.json, written
     by the trainer), else the one its recorded config.json builds, else (older workdirs) the one the --config
     file builds."""
-    from dualfocus_jax.model import DualFocusConfig
-    from dualfocus_jax.training.trainer import RUN_MODEL, model_config_from
-
     recorded = os.path.join(workdir, RUN_MODEL)
     if os.path.isfile(recorded):
         with open(recorded, encoding="utf-8") as handle:
@@ -128,8 +132,6 @@ def evaluation_tables(workdir: str, config_spec: str | None) -> list[tuple[str, 
 
 def run_sources(workdir: str) -> str:
     """The training data of a run in words, from its recorded config (<workdir>/config.json)."""
-    from dualfocus_jax.training.trainer import RUN_CONFIG
-
     path = os.path.join(workdir, RUN_CONFIG)
     if not os.path.isfile(path):
         return "(not recorded in the workdir)"
@@ -159,9 +161,6 @@ def check_destination(out: str, shipped: str, replace_shipped: bool, noexport: b
 def export(workdir: str, out: str, config_spec: str | None, command: str) -> int:
     """Writes the export into a sibling temporary folder and renames it into place (an earlier export there is
     replaced only once the new one is complete). Returns the exported step."""
-    from dualfocus_jax.inference import save_exported_checkpoint
-    from dualfocus_jax.training.checkpointing import restore_params
-
     params, step = restore_params(workdir)
     model_config, source = run_model_config(workdir, config_spec)
     provenance = {"trained_by": (f"python -m experiments.train --config {config_spec} --workdir {workdir}"
@@ -200,10 +199,6 @@ def main(argv=None) -> int:
     parser.add_argument("--downscale", type=int, default=2)
     args = parser.parse_args(argv)
     command = "python -m experiments.evaluate_pretrained " + " ".join(argv if argv is not None else sys.argv[1:])
-
-    from dualfocus_jax.inference import DEFAULT_CHECKPOINT, load_exported_checkpoint
-    from dualfocus_jax.metrics_report import metrics_markdown
-    from dualfocus_jax.training.checkpointing import CheckpointError, latest_saved_step
 
     if bool(args.out) == bool(args.replace_shipped):
         parser.error(f"name the folder to export to with --out FOLDER (replacing the shipped model {SHIPPED_LABEL} "

@@ -25,7 +25,9 @@ import traceback
 
 from absl import app, flags, logging
 
-from datasets.common.prepare import DATASET_NAMES
+from datasets.common.manual_dir import ManualDirError
+from datasets.common.prepare import DATASET_NAMES, PreparationInterrupted, prepare_dataset
+from datasets.common.safe_replace import LockWaitTimeout
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("dataset", None, list(DATASET_NAMES), "Dataset to prepare.")
@@ -68,10 +70,6 @@ def terminate_as_interrupt(signum, frame):
 def main(argv):
     if len(argv) > 1:
         fail(f"unexpected arguments: {argv[1:]}", status=2)
-    from datasets.common.manual_dir import ManualDirError
-    from datasets.common.prepare import PreparationInterrupted, prepare_dataset
-    from datasets.common.safe_replace import LockWaitTimeout
-
     if not FLAGS["verbosity"].present:  # absl/TFDS INFO lines would bury the progress and the result
         logging.set_verbosity(logging.WARNING)
     signal.signal(signal.SIGTERM, terminate_as_interrupt)

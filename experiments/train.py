@@ -136,13 +136,16 @@ def main(argv):
     # Imported here, after jax.distributed.initialize (nothing may touch a JAX backend before it).
     from configs.recorded import recorded_config
     from dualfocus_jax.training.checkpointing import CheckpointError
-    from dualfocus_jax.training.trainer import train_and_evaluate
+    from dualfocus_jax.training.trainer import check_run, train_and_evaluate
+    from experiments.data_setup import prepare_missing_embedded
 
     try:
         if config is None:
             config = recorded_config(FLAGS.workdir)
             config.lock()
             logging.info("--mode=eval with the config recorded in %s", FLAGS.workdir)
+        check_run(config, FLAGS.workdir, FLAGS.mode)  # a mistake in the config is reported before any preparation
+        prepare_missing_embedded(config)  # with input.prepare_if_missing: synthetic_focal etc. on first use
         train_and_evaluate(config, FLAGS.workdir, FLAGS.mode)
     except (ValueError, FloatingPointError, CheckpointError) as error:  # each carries its whole message
         fail(str(error))

@@ -9,10 +9,10 @@ import pytest
 tfds = pytest.importorskip("tensorflow_datasets")
 
 from datasets.arkitscenes_focal import arkitscenes_focal_dataset_builder as arkit  # noqa: E402
-from datasets.common.fake_files import write_png  # noqa: E402
 from datasets.common.manual_dir import ManualDirError  # noqa: E402
 from datasets.common.prepare import prepare_dataset  # noqa: E402
 from dualfocus_jax.rendering import arkitscenes_camera, render_focal_stack  # noqa: E402
+from fake_files import write_png  # noqa: E402
 
 
 def _write_frame(video_dir, name, rng, size=(240, 320)):

@@ -8,11 +8,19 @@ import pytest
 
 tfds = pytest.importorskip("tensorflow_datasets")
 
-from datasets.common import fake_files, file_readers  # noqa: E402
+import fake_files  # noqa: E402
+from datasets.common import file_readers  # noqa: E402
 from datasets.common.examples import focal_example  # noqa: E402
 from datasets.common.manual_dir import CorruptFileError, ManualDirError, manual_dir_path, raise_if_missing  # noqa: E402
-from datasets.common.prepare import DATASET_NAMES, builder_class, config_names, prepare_dataset  # noqa: E402
+from datasets.common.prepare import (  # noqa: E402
+    DATASET_NAMES,
+    builder_class,
+    config_names,
+    needs_manual_dir,
+    prepare_dataset,
+)
 from dualfocus_jax import data_features as F  # noqa: E402
+from dualfocus_jax.training.input_pipeline import MANUAL_DATASETS  # noqa: E402
 
 
 def test_rgb_reader_decodes_tiff_png_and_grey(tmp_path):
@@ -108,6 +116,11 @@ def test_every_builder_is_importable_with_instructions_and_a_readme():
         assert (name in ("synthetic_focal", "focal_engine")) != bool(getattr(cls, "MANUAL_DOWNLOAD_INSTRUCTIONS", None))
     assert config_names("nyuv2_focal") == ("5_slices", "10_slices")
     assert config_names("ddff12") == ("official", "dfv_resplit")
+
+
+def test_the_library_names_the_datasets_that_need_manual_files_as_the_builders_do():
+    # The training library imports nothing from datasets/, so it keeps its own list for its error message.
+    assert set(MANUAL_DATASETS) == {name for name in DATASET_NAMES if needs_manual_dir(name)}
 
 
 def test_prepare_rejects_unknown_names_configs_and_missing_manual_dir(tmp_path):

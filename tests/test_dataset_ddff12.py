@@ -8,10 +8,10 @@ import pytest
 
 tfds = pytest.importorskip("tensorflow_datasets")
 
-from datasets.common.fake_files import write_h5, write_mat5, write_png  # noqa: E402
 from datasets.common.manual_dir import CorruptFileError, ManualDirError  # noqa: E402
 from datasets.common.prepare import prepare_dataset  # noqa: E402
 from datasets.ddff12 import ddff12_dataset_builder as ddff  # noqa: E402
+from fake_files import write_h5, write_mat5, write_png  # noqa: E402
 
 FILE_ORDER_DISPARITIES = np.linspace(0.28248, 0.02018, 10)
 
@@ -140,7 +140,7 @@ def test_dfv_resplit_lists_every_incomplete_stack(raw_manual_dir, tmp_path):
 
 
 def test_calibration_is_read_from_mat_v5_and_v73(tmp_path):
-    from datasets.common.fake_files import write_mat73
+    from fake_files import write_mat73
 
     write_mat5(tmp_path / "v5.mat", {"IntParamLF": CALIBRATION})
     write_mat73(tmp_path / "v73.mat", {"IntParamLF": CALIBRATION})

@@ -11,10 +11,10 @@ import pytest
 
 tfds = pytest.importorskip("tensorflow_datasets")
 
-from datasets.common.fake_files import write_exr_depth, write_tiff_rgb  # noqa: E402
 from datasets.common.manual_dir import CorruptFileError, ManualDirError  # noqa: E402
 from datasets.common.prepare import prepare_dataset  # noqa: E402
 from datasets.fod500 import fod500_dataset_builder as fod  # noqa: E402
+from fake_files import write_exr_depth, write_tiff_rgb  # noqa: E402
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL_INDICES = {"train": range(0, 3), "test": range(400, 402)}

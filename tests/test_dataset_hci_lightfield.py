@@ -9,12 +9,12 @@ from scipy import ndimage
 
 tfds = pytest.importorskip("tensorflow_datasets")
 
-from datasets.common.fake_files import write_pfm, write_png  # noqa: E402
 from datasets.common.file_readers import read_pfm  # noqa: E402
 from datasets.common.manual_dir import ManualDirError  # noqa: E402
 from datasets.common.prepare import prepare_dataset  # noqa: E402
 from datasets.hci_lightfield import hci_lightfield_dataset_builder as hci  # noqa: E402
 from datasets.hci_lightfield.light_field_refocus import refocused_stack, view_ordering_signs  # noqa: E402
+from fake_files import write_pfm, write_png  # noqa: E402
 
 PLANE_DISPARITY = 1.3
 

@@ -6,9 +6,9 @@ import pytest
 
 tfds = pytest.importorskip("tensorflow_datasets")
 
-from datasets.common.fake_files import write_jpeg  # noqa: E402
 from datasets.common.manual_dir import CorruptFileError, ManualDirError  # noqa: E402
 from datasets.common.prepare import prepare_dataset  # noqa: E402
+from fake_files import write_jpeg  # noqa: E402
 
 
 def _write_scene(manual, figure, scene, focal_inches, size, rng):

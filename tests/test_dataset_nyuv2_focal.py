@@ -8,10 +8,10 @@ import pytest
 
 tfds = pytest.importorskip("tensorflow_datasets")
 
-from datasets.common.fake_files import write_jpeg, write_mat5, write_mat73, write_png  # noqa: E402
 from datasets.common.manual_dir import ManualDirError  # noqa: E402
 from datasets.common.prepare import prepare_dataset  # noqa: E402
 from dualfocus_jax.rendering import NYUV2_CAMERA, render_focal_stack  # noqa: E402
+from fake_files import write_jpeg, write_mat5, write_mat73, write_png  # noqa: E402
 
 
 def _records(source):

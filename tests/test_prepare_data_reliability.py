@@ -55,13 +55,16 @@ sys.argv = ["prepare_data", *sys.argv[1:]]
 app.run(prepare_data.main)
 """
 
-# Opens synthetic_focal/train through the training input pipeline with prepare_if_missing (the automatic
-# preparation of embedded datasets), with a cheap renderer and the same delay, marker and release.
+# What experiments/train.py does with the demo config (input.prepare_if_missing: the automatic preparation of
+# embedded datasets by the entry point), then opens synthetic_focal/train through the training input pipeline;
+# with a cheap renderer and the same delay, marker and release.
 TRAINING_DRIVER = """
 import os, sys, time
 import numpy as np
+from configs import demo
 from datasets.synthetic_focal import synthetic_focal_dataset_builder as synthetic
 from dualfocus_jax.training.input_pipeline import open_split
+from experiments.data_setup import prepare_missing_embedded
 synthetic.Builder.SPLIT_SIZES = {"train": 2, "test": 1}
 delay, marker = float(os.environ.get("PREP_DELAY_S", "0")), os.environ.get("PREP_MARKER")
 release = os.environ.get("PREP_RELEASE")
@@ -75,7 +78,10 @@ def stacks(images, depths, focus, camera, **_):
 def stack(image, depth, focus, camera, **_):
     return stacks(image[None], depth[None], focus[None], camera)[0]
 synthetic.rendered_stacks_u8, synthetic.rendered_stack_u8 = stacks, stack
-source = open_split("synthetic_focal", "train", data_dir=sys.argv[1], prepare_if_missing=True)
+config = demo.get_config()
+config.input.data_dir = sys.argv[1]
+prepare_missing_embedded(config)
+source = open_split("synthetic_focal", "train", data_dir=sys.argv[1])
 print("records:", len(source), [source[i]["id"].decode() for i in range(len(source))])
 """
 
@@ -409,8 +415,8 @@ def test_a_dataset_that_needs_manual_files_gets_a_complete_command(tmp_path):
 
 
 def test_a_rebuilt_config_keeps_its_default_config_record_and_reads_without_a_config_name(tmp_path):
-    from datasets.common.fake_files import write_h5
     from datasets.ddff12 import ddff12_dataset_builder as ddff
+    from fake_files import write_h5
 
     manual = tmp_path / "manual"
     manual.mkdir()

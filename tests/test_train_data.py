@@ -12,10 +12,12 @@ import pytest
 
 tfds = pytest.importorskip("tensorflow_datasets")
 
-from configs.common import base_config, train_source  # noqa: E402
+from configs import demo  # noqa: E402
+from configs.common import base_config, engine_source, eval_split, train_source  # noqa: E402
 from dualfocus_jax import data_features as F  # noqa: E402
 from dualfocus_jax.training import augment  # noqa: E402
 from dualfocus_jax.training.input_pipeline import open_split, training_dataset, training_iterator  # noqa: E402
+from experiments import data_setup  # noqa: E402
 
 TINY_SIZE = (40, 44)
 TINY_SLICES = 5
@@ -160,6 +162,39 @@ def test_tfds_source_reads_the_prepared_tiny_dataset(tiny_dir):
     np.testing.assert_array_equal(record[F.STACK], reference[F.STACK])
     with pytest.raises(ValueError, match="prepare_data"):
         open_split("synthetic_focal", "train", data_dir=os.path.join(tiny_dir, "empty"))
+
+
+def test_a_missing_dataset_is_not_prepared_by_the_library_and_the_message_says_how(tmp_path):
+    with pytest.raises(ValueError) as error:
+        open_split("synthetic_focal", "test", data_dir=str(tmp_path))
+    command = f"run `python -m experiments.prepare_data --dataset=synthetic_focal --data_dir={tmp_path}`"
+    assert command in str(error.value)
+    with pytest.raises(ValueError, match=r"--dataset=fod500 --manual_dir=<folder with its source files>.*"
+                                         r"datasets/fod500/README.md"):
+        open_split("fod500", "train", data_dir=str(tmp_path))
+    assert os.listdir(tmp_path) == []  # nothing was prepared
+
+
+def test_entry_points_prepare_the_missing_datasets_that_need_no_manual_files(tmp_path, monkeypatch):
+    prepared = []
+    monkeypatch.setattr(data_setup, "prepare_dataset",
+                        lambda name, root, config=None: prepared.append((name, os.fspath(root), config)))
+    config = demo.get_config()
+    config.input.data_dir = str(tmp_path)
+    config.input.sources.engine = engine_source()  # drawn on the fly: nothing to prepare
+    config.evals.fod500 = eval_split("fod500", "test", "fod500")  # needs the user's files: left to prepare_data
+    config.evals.tiny = eval_split("tiny_focal", "test", "synthetic_focal")  # not a dataset of datasets/
+    assert data_setup.datasets_read(config) == [("synthetic_focal", ""), ("fod500", ""), ("tiny_focal", "")]
+    assert data_setup.prepare_missing_embedded(config) == ["synthetic_focal"]
+    assert prepared == [("synthetic_focal", str(tmp_path), None)]
+    version = tmp_path / "synthetic_focal" / "1.0.0"
+    version.mkdir(parents=True)
+    (version / "dataset_info.json").write_text("{}")
+    assert data_setup.prepare_missing_embedded(config) == []  # prepared already
+    config.input.prepare_if_missing = False
+    version.joinpath("dataset_info.json").unlink()
+    assert data_setup.prepare_missing_embedded(config) == []  # not asked to
+    assert len(prepared) == 1
 
 
 def test_same_seed_same_batches_and_other_seed_differs(tiny_dir):

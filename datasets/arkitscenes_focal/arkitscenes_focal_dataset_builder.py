@@ -14,6 +14,7 @@ import os
 import numpy as np
 import tensorflow_datasets as tfds
 from absl import logging
+from PIL import Image
 
 from datasets.common.examples import focal_example
 from datasets.common.file_readers import read_rgb_u8, read_u16_png
@@ -25,6 +26,7 @@ from datasets.common.manual_dir import (
 )
 from datasets.common.rendered_stacks import UnusableFrameError, focus_positions_spanning_depth, rendered_stack_u8
 from dualfocus_jax import data_features as F
+from dualfocus_jax.rendering import arkitscenes_camera
 
 NUM_SLICES = 5
 SPLIT_FOLDER = "Validation"
@@ -45,15 +47,11 @@ def nearest_resize(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 def area_resize_rgb(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """(H, W, 3) uint8 -> size by box filtering (area averaging when shrinking)."""
-    from PIL import Image
-
     return np.asarray(Image.fromarray(image).resize((size[1], size[0]), Image.Resampling.BOX))
 
 
 def arkitscenes_example(image_HWC: np.ndarray, depth_mm_HW: np.ndarray, example_id: str) -> dict:
     """Resizes, masks, chooses focus positions and renders one frame."""
-    from dualfocus_jax.rendering import arkitscenes_camera
-
     landscape = image_HWC.shape[1] >= image_HWC.shape[0]
     size = OUTPUT_SIZE if landscape else OUTPUT_SIZE[::-1]
     image = area_resize_rgb(image_HWC, size)

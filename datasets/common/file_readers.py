@@ -12,7 +12,12 @@ import contextlib
 import os
 import re
 
+import h5py
 import numpy as np
+import OpenEXR
+import scipy.io
+import tifffile
+from PIL import Image
 
 from datasets.common.manual_dir import CorruptFileError
 
@@ -34,12 +39,8 @@ def read_rgb_u8(path: str | os.PathLike) -> np.ndarray:
     path = os.fspath(path)
     try:
         if path.lower().endswith(_TIFF_SUFFIXES):
-            import tifffile
-
             array = np.asarray(tifffile.imread(path))
         else:
-            from PIL import Image
-
             with Image.open(path) as image:
                 image.load()
                 if image.mode not in ("L", "RGB", "RGBA", "I;16", "I;16B", "I"):
@@ -69,8 +70,6 @@ def _as_rgb_u8(array: np.ndarray, path: str) -> np.ndarray:
 
 def read_u16_png(path: str | os.PathLike) -> np.ndarray:
     """A single-channel 16-bit PNG (depth in millimetres, in NYUv2 and ARKitScenes) as (H, W) uint16."""
-    from PIL import Image
-
     path = os.fspath(path)
     try:
         with Image.open(path) as image:
@@ -89,8 +88,6 @@ def read_u16_png(path: str | os.PathLike) -> np.ndarray:
 
 def read_exr_channel(path: str | os.PathLike, channel: str = "R") -> np.ndarray:
     """One channel of an OpenEXR file as (H, W) float32 (half-float channels are widened exactly)."""
-    import OpenEXR
-
     path = os.fspath(path)
     try:
         with OpenEXR.File(path, separate_channels=True) as exr:
@@ -140,8 +137,6 @@ def read_pfm(path: str | os.PathLike) -> np.ndarray:
 @contextlib.contextmanager
 def open_h5(path: str | os.PathLike):
     """Opens an HDF5 (or MAT v7.3) file read-only; yields the h5py.File."""
-    import h5py
-
     path = os.fspath(path)
     try:
         handle = h5py.File(path, "r")
@@ -169,9 +164,6 @@ def read_mat_arrays(path: str | os.PathLike, keys: tuple[str, ...]) -> dict[str,
     A v7.3 file stores arrays with their axes reversed (MATLAB is column-major); they are returned
     transposed back, so both versions give MATLAB's own shapes.
     """
-    import h5py
-    import scipy.io
-
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise CorruptFileError(f"MAT file {path!r} not found.")

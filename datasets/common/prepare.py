@@ -23,6 +23,8 @@ import shutil
 import time
 from pathlib import Path
 
+import tensorflow_datasets as tfds
+
 from datasets.common.manual_dir import manual_dir_path
 from datasets.common.safe_replace import (
     INFO_FILE,
@@ -134,8 +136,6 @@ def prepare_dataset(name: str, data_dir: str | os.PathLike, *, manual_dir: str |
 
 def _build_and_swap(cls, config, data_dir: str, final: Path, manual_path, *, had_copy: bool, overwrite: bool,
                     locked: bool, notify) -> None:
-    import tensorflow_datasets as tfds
-
     temp = new_temp_folder(final.parent)
     swapped = False
     try:

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import functools
 
+import jax
 import numpy as np
 
 from datasets.common.examples import as_uint8_image
+from dualfocus_jax.rendering import render_focal_stack
 
 
 class UnusableFrameError(ValueError):
@@ -48,8 +50,6 @@ def rendered_stack_u8(image_HWC: np.ndarray, depth_m_HW: np.ndarray, focus_m_S: 
       focus_m_S: (S,) focus distances, metres.
       camera, mode, kernel_size, num_layers: as in `dualfocus_jax.rendering.render_focal_stack`.
     """
-    from dualfocus_jax.rendering import render_focal_stack
-
     image = as_uint8_image(image_HWC).astype(np.float32) / 255.0
     stack = render_focal_stack(image, np.asarray(depth_m_HW, np.float32), np.asarray(focus_m_S, np.float32),
                                camera, mode=mode, kernel_size=kernel_size, num_layers=num_layers)
@@ -58,10 +58,6 @@ def rendered_stack_u8(image_HWC: np.ndarray, depth_m_HW: np.ndarray, focus_m_S: 
 
 @functools.cache
 def _batched_renderer(camera, mode: str, kernel_size: int, num_layers: int):
-    import jax
-
-    from dualfocus_jax.rendering import render_focal_stack
-
     def render_one(image_HWC, depth_HW, focus_S):
         return render_focal_stack(image_HWC, depth_HW, focus_S, camera, mode=mode, kernel_size=kernel_size,
                                   num_layers=num_layers)

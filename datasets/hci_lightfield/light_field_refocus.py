@@ -10,6 +10,7 @@ like a lens of aperture equal to the camera grid.
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage
 
 
 def translated_along_axis(image: np.ndarray, shift: float, axis: int) -> np.ndarray:
@@ -67,8 +68,6 @@ def view_ordering_signs(views_UVHWC: np.ndarray, disparity_HW: np.ndarray) -> tu
     rows, cols = np.meshgrid(np.arange(height, dtype=np.float64), np.arange(width, dtype=np.float64), indexing="ij")
 
     def warp_error(view, row_offset, col_offset):
-        from scipy import ndimage
-
         coords = [rows + row_offset * disparity, cols + col_offset * disparity]
         warped = np.stack([ndimage.map_coordinates(view[..., c], coords, order=1, mode="nearest")
                            for c in range(view.shape[-1])], -1)

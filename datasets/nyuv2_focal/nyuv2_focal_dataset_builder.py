@@ -33,6 +33,7 @@ from datasets.common.manual_dir import (
 )
 from datasets.common.rendered_stacks import UnusableFrameError, focus_positions_spanning_depth, rendered_stack_u8
 from dualfocus_jax import data_features as F
+from dualfocus_jax.rendering import NYUV2_CAMERA
 
 LABELED_FILE = "nyu_depth_v2_labeled.mat"
 SPLITS_FILE = "splits.mat"
@@ -59,8 +60,6 @@ def centre_crop(array: np.ndarray, size: tuple[int, int] = CROP_SIZE) -> np.ndar
 
 def nyuv2_example(image_HWC: np.ndarray, depth_m_HW: np.ndarray, num_slices: int, example_id: str) -> dict:
     """Crops, masks, chooses focus positions, renders; the example of one RGB-D frame (640 x 480)."""
-    from dualfocus_jax.rendering import NYUV2_CAMERA
-
     if image_HWC.shape[:2] != depth_m_HW.shape or image_HWC.shape[:2] != RAW_SIZE:
         raise CorruptFileError(
             f"{example_id}: expected a {RAW_SIZE[1]}x{RAW_SIZE[0]} image and depth, got {image_HWC.shape} and "

@@ -15,6 +15,8 @@ import dataclasses
 import functools
 
 import numpy as np
+from skimage import data
+from skimage.transform import resize
 
 SCENE_FAMILIES = ("plane", "slant", "steps", "occluders", "fine_texture", "textureless")
 
@@ -49,8 +51,6 @@ class ProceduralScene:
 @functools.cache
 def _photograph(name: str) -> np.ndarray:
     """(H, W, C) float32 in [0, 1], C = 1 or 3."""
-    from skimage import data
-
     array = np.asarray(getattr(data, name)())
     if array.ndim == 2:
         array = array[..., None]
@@ -60,8 +60,6 @@ def _photograph(name: str) -> np.ndarray:
 def texture_patch(rng: np.random.Generator, size: tuple[int, int], names: tuple[str, ...] = _PHOTOGRAPHS,
                   zoom_range: tuple[float, float] = (0.4, 1.2)) -> np.ndarray:
     """(H, W, 3) float32 crop of a random photograph, rescaled by a random zoom (< 1 = more detail)."""
-    from skimage.transform import resize
-
     photo = _photograph(names[rng.integers(len(names))])
     height, width = size
     zoom = rng.uniform(*zoom_range)

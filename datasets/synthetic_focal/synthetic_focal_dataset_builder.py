@@ -25,6 +25,8 @@ from datasets.common.rendered_stacks import (
 )
 from datasets.synthetic_focal.procedural_scenes import SCENE_FAMILIES, procedural_scene
 from dualfocus_jax import data_features as F
+from dualfocus_jax.embedded_scenes import fill_invalid_depth, motorcycle_scene
+from dualfocus_jax.rendering import NYUV2_CAMERA
 
 NUM_SLICES = 5
 IMAGE_SIZE = (128, 128)
@@ -61,14 +63,10 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         return splits
 
     def _generate_examples(self, split: str, size: int):
-        from dualfocus_jax.rendering import NYUV2_CAMERA
-
         for start in range(0, size, RENDER_BATCH):
             yield from procedural_examples(split, range(start, min(start + RENDER_BATCH, size)), NYUV2_CAMERA)
 
     def _generate_middlebury(self):
-        from dualfocus_jax.rendering import NYUV2_CAMERA
-
         yield middlebury_example(NYUV2_CAMERA)
 
 
@@ -103,8 +101,6 @@ def downscaled_motorcycle(block: int = _MOTORCYCLE_BLOCK):
     Returns (image (H, W, 3) float32 in [0, 1], depth (H, W) float32 metres, valid (H, W) bool); a block is
     valid only if all its pixels are, and its depth is their mean.
     """
-    from dualfocus_jax.embedded_scenes import motorcycle_scene
-
     scene = motorcycle_scene()
     height = scene.image.shape[0] // block * block
     width = scene.image.shape[1] // block * block
@@ -123,8 +119,6 @@ def downscaled_motorcycle(block: int = _MOTORCYCLE_BLOCK):
 
 def middlebury_example(camera) -> tuple[str, dict]:
     """(key, example) of the Middlebury motorcycle, rendered with invalid depth filled from its neighbours."""
-    from dualfocus_jax.embedded_scenes import fill_invalid_depth
-
     image, depth, valid = downscaled_motorcycle()
     example_id = "middlebury_motorcycle"
     focus = focus_positions_spanning_depth(depth, valid, NUM_SLICES, example_id)

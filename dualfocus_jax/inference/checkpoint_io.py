@@ -18,6 +18,7 @@ import os
 
 import jax
 import numpy as np
+import orbax.checkpoint as ocp
 
 from dualfocus_jax.model import DualFocusConfig, params_mismatch
 
@@ -40,8 +41,6 @@ def save_exported_checkpoint(folder: str, params: dict, config: DualFocusConfig,
     Returns the folder. `provenance` (JSON-serialisable, e.g. the training config and step) is stored in
     model_config.json under "provenance" for people; loading ignores it.
     """
-    import orbax.checkpoint as ocp
-
     folder = os.path.abspath(folder)
     os.makedirs(folder, exist_ok=True)
     _check_params_match(params, config, folder)
@@ -68,8 +67,6 @@ def load_exported_checkpoint(folder: str | None = None, *, check_shapes: bool = 
     if not os.path.isdir(params_dir):
         raise CheckpointError(f"checkpoint {folder!r} has {CONFIG_FILE} but no {PARAMS_DIR}/ folder of parameters; "
                               "re-export it with experiments/evaluate_pretrained.py (save_exported_checkpoint).")
-    import orbax.checkpoint as ocp
-
     checkpointer = ocp.StandardCheckpointer()
     local = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     try:

@@ -38,6 +38,7 @@ from PIL.PngImagePlugin import PngInfo
 
 from dualfocus_jax.inference.depth_prediction import DepthPrediction
 from dualfocus_jax.inference.focus_units import FocusWorkingUnits
+from dualfocus_jax.inference.point_cloud import write_ply
 from dualfocus_jax.visualize import Panel, save_panels_png, save_rgb_png, save_scalar_png
 
 try:  # POSIX only; elsewhere the folder is not locked (the files are still written atomically)
@@ -224,8 +225,6 @@ def write_prediction(folder: OutputFolder, prediction: DepthPrediction, *, depth
     images_SHWC at the working grid, for the pictures. points: (points (N, 3), colours (N, 3)) or None.
     Returns the metadata of the files (the 16-bit PNG scales).
     """
-    from dualfocus_jax.inference.point_cloud import write_ply
-
     focus = np.asarray(focus_S, np.float64)
     depth = np.asarray(depth_HW, np.float32)
     uncertainty = np.asarray(uncertainty_HW, np.float32)

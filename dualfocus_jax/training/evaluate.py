@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 import jax
 import numpy as np
 
+from dualfocus_jax.classical import estimate_depth_classical
 from dualfocus_jax.metrics import METRIC_NAMES, average_uncertainty, depth_metrics_per_image
 from dualfocus_jax.model import FAST_COMPILE_OPTIONS, DualFocusConfig, DualFocusNet
 from dualfocus_jax.training.augment import evaluation_example
@@ -147,8 +148,6 @@ def evaluate_model(params, model_config: DualFocusConfig, records: Sequence, eva
 def evaluate_classical(records: Sequence, eval_config, protocol: EvalProtocol, **classical_options) -> EvaluationResult:
     """Metrics of the classical baseline (`estimate_depth_classical`, refined) on the same examples, slices
     and protocol as `evaluate_model`; focus positions in the dataset's unit."""
-    from dualfocus_jax.classical import estimate_depth_classical
-
     per_image: dict[str, list] = {}
     ids: list[str] = []
     scale = float(eval_config.depth_scale)

@@ -33,6 +33,10 @@ from dualfocus_jax.training.device_prefetch import STACK_DTYPES, quantised_stack
 
 BATCH_KEYS = ("stack", "focus", "depth", "valid")
 ENGINE_DATASET = "focal_engine"
+# The datasets of datasets/ that read the user's files (`datasets.common.prepare.needs_manual_dir`), for the
+# message about one that is not prepared; the library imports nothing from datasets/, and
+# tests/test_dataset_common.py checks that this list agrees with the builders.
+MANUAL_DATASETS = ("fod500", "ddff12", "nyuv2_focal", "arkitscenes_focal", "mobile_depth", "hci_lightfield")
 
 
 def default_data_dir(data_dir: str | None) -> str:
@@ -41,35 +45,28 @@ def default_data_dir(data_dir: str | None) -> str:
     return os.path.abspath(os.path.expanduser(chosen))
 
 
-def open_split(dataset: str, split: str, *, builder_config: str = "", data_dir: str | None = None,
-               prepare_if_missing: bool = False):
+def open_split(dataset: str, split: str, *, builder_config: str = "", data_dir: str | None = None):
     """Random-access records (a sequence of dicts) of `dataset[/builder_config]` `split` (TFDS split syntax).
 
-    `prepare_if_missing` prepares datasets that need no manual files (the embedded `synthetic_focal`) on
-    first use, so the demo runs from a fresh checkout; other datasets must be prepared first with
-    `python -m experiments.prepare_data` and raise a ValueError saying so.
+    Only opens a prepared dataset: one that is missing raises a ValueError naming the `python -m
+    experiments.prepare_data` command that prepares it. (Datasets that need no manual files, such as the
+    embedded `synthetic_focal`, are prepared on first use by the entry points, before they open anything:
+    `experiments.data_setup.prepare_missing_embedded`; this library imports nothing from datasets/.)
     """
-    import tensorflow_datasets as tfds
+    import tensorflow_datasets as tfds  # TFDS only to open prepared splits: in-memory records need none
 
     root = default_data_dir(data_dir)
     name = f"{dataset}/{builder_config}" if builder_config else dataset
     try:
-        if not _has_prepared_version(root, name):
+        if not has_prepared_version(root, name):
             # Checked here rather than left to TFDS: a version folder without dataset_info.json (an
             # interrupted or foreign preparation) makes TFDS assume TFRecord and fail with a confusing error.
             raise FileNotFoundError(f"no prepared version of {name} under {root}")
         return tfds.data_source(name, split=split, data_dir=root, download=False)
     except (FileNotFoundError, AssertionError, ValueError, tfds.core.registered.DatasetNotFoundError) as error:
-        missing = _is_missing_dataset(error)
-        if not missing:
+        if not _is_missing_dataset(error):
             raise
-        from datasets.common.prepare import DATASET_NAMES, needs_manual_dir, prepare_dataset
-
-        if prepare_if_missing:
-            if not needs_manual_dir(dataset):
-                prepare_dataset(dataset, root, config=builder_config or None)
-                return tfds.data_source(name, split=split, data_dir=root, download=False)
-        manual = dataset in DATASET_NAMES and needs_manual_dir(dataset)
+        manual = dataset in MANUAL_DATASETS
         raise ValueError(
             f"dataset {name!r} is not prepared under {root}; run `python -m experiments.prepare_data "
             f"--dataset={dataset}{' --config=' + builder_config if builder_config else ''}"
@@ -78,8 +75,8 @@ def open_split(dataset: str, split: str, *, builder_config: str = "", data_dir: 
             "or set input.data_dir.") from error
 
 
-def _has_prepared_version(root: str, name: str) -> bool:
-    """Whether `root/name/<version>/dataset_info.json` exists for some version."""
+def has_prepared_version(root: str, name: str) -> bool:
+    """Whether `root/name/<version>/dataset_info.json` exists for some version (`name`: dataset[/config])."""
     folder = os.path.join(root, *name.split("/"))
     if not os.path.isdir(folder):
         return False
@@ -87,7 +84,7 @@ def _has_prepared_version(root: str, name: str) -> bool:
 
 
 def _is_missing_dataset(error: Exception) -> bool:
-    import tensorflow_datasets as tfds
+    import tensorflow_datasets as tfds  # as in open_split
 
     if isinstance(error, (FileNotFoundError, tfds.core.registered.DatasetNotFoundError)):
         return True
@@ -188,7 +185,7 @@ def training_dataset(input_config, *, seed: int, process_index: int = 0, process
                              "'random_sorted' (and slice_counts no larger than its stacks) or train it alone.")
         if records is None:
             records = open_split(source.dataset, source.split, builder_config=source.builder_config,
-                                 data_dir=input_config.data_dir, prepare_if_missing=input_config.prepare_if_missing)
+                                 data_dir=input_config.data_dir)
         if len(records) == 0:
             raise ValueError(f"source {name!r} ({source.dataset} {source.split}) has no examples.")
         settings = source_settings(source, input_config)

@@ -19,6 +19,11 @@ import json
 import os
 import time
 
+try:
+    from tensorboardX import SummaryWriter
+except ImportError:  # optional: without it the metrics go to the JSON lines and CSV files only
+    SummaryWriter = None
+
 
 class MetricLog:
     """Appends scalar metrics to JSON-lines and CSV files (and TensorBoard if tensorboardX is importable).
@@ -32,10 +37,6 @@ class MetricLog:
         self._tensorboard = None
         if enabled:
             os.makedirs(self.folder, exist_ok=True)
-            try:
-                from tensorboardX import SummaryWriter
-            except ImportError:
-                SummaryWriter = None
             if SummaryWriter is not None:
                 self._tensorboard = SummaryWriter(os.path.join(os.path.abspath(workdir), "tensorboard"))
 

@@ -16,6 +16,7 @@ import sys
 import time
 
 import jax
+from jax.experimental.compilation_cache import compilation_cache
 
 from dualfocus_jax.inference.checkpoint_io import load_exported_checkpoint
 from dualfocus_jax.metrics_report import write_metrics_tables
@@ -187,9 +188,11 @@ def write_run_config(workdir: str, config, model_config: DualFocusConfig) -> Non
         os.replace(path + ".tmp", path)
 
 
-def train_and_evaluate(config, workdir: str, mode: str = "train_and_eval") -> dict:
-    """Trains (resuming from `workdir` if it holds checkpoints) and/or evaluates; returns
-    {"step": final step, "evals": {name: {row: metrics}}}."""
+def check_run(config, workdir: str, mode: str = "train_and_eval"):
+    """The checks `train_and_evaluate` makes before anything heavy (mode, model, optimizer and evaluation
+    blocks, a checkpoint for --mode=eval, a resume that matches the run); a ValueError names the problem.
+    Launchers call it before they prepare data, so a mistake is reported at once. Returns
+    (model config, optimizer, learning-rate schedule, total steps)."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}.")
     workdir = os.path.abspath(workdir)
@@ -206,11 +209,18 @@ def train_and_evaluate(config, workdir: str, mode: str = "train_and_eval") -> di
     optimizer = make_optimizer(config.optimizer, total_steps)  # validates the optimizer block
     schedule = learning_rate_schedule(config.optimizer, total_steps)
     check_resume_matches(workdir, config, model_config)
+    return model_config, optimizer, schedule, total_steps
+
+
+def train_and_evaluate(config, workdir: str, mode: str = "train_and_eval") -> dict:
+    """Trains (resuming from `workdir` if it holds checkpoints) and/or evaluates; returns
+    {"step": final step, "evals": {name: {row: metrics}}}. Reads prepared datasets only (an entry point prepares
+    missing embedded ones first: `experiments.data_setup.prepare_missing_embedded`)."""
+    model_config, optimizer, schedule, total_steps = check_run(config, workdir, mode)
+    workdir = os.path.abspath(workdir)
 
     # ---------------------------------------------------------------- setup
     if config.compilation_cache_dir:
-        from jax.experimental.compilation_cache import compilation_cache
-
         jax.config.update("jax_compilation_cache_dir", os.path.abspath(config.compilation_cache_dir))
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
         compilation_cache.reset_cache()  # takes the new folder even if this process compiled before
@@ -355,7 +365,7 @@ def evaluation_protocol(evaluation):
 
 def eval_records(config, evaluation):
     return open_split(evaluation.dataset, evaluation.split, builder_config=evaluation.builder_config,
-                      data_dir=config.input.data_dir, prepare_if_missing=config.input.prepare_if_missing)
+                      data_dir=config.input.data_dir)
 
 
 def run_evaluation(params, model_config: DualFocusConfig, config, evaluation, *, predict=None,
