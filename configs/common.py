@@ -126,7 +126,7 @@ def base_config():
         num_threads=2,          # grain reader threads per process
         num_workers=0,          # grain worker processes (0 = none: the threads run in the training process)
         prefetch=8,             # batches read ahead
-        stack_dtype="uint8",    # stacks sent to the devices as uint8 (converted there) or float32
+        stack_dtype="auto",     # stacks sent as uint8 (converted on the device) or float32; auto: uint8 off CPU
         device_prefetch=2,      # batches on the devices at once: the one in use and those sent ahead
     ))
     config.input.sources = ConfigDict()

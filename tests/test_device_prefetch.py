@@ -63,6 +63,14 @@ def test_uint8_stacks_are_the_float_stacks_rounded_to_256_levels():
         training_dataset(config, seed=1, records_by_source=RECORDS)
 
 
+def test_auto_sends_uint8_to_accelerators_and_keeps_float32_on_a_cpu():
+    from dualfocus_jax.training.device_prefetch import transfer_dtype
+
+    assert transfer_dtype("auto", "gpu") == transfer_dtype("auto", "tpu") == "uint8"
+    assert transfer_dtype("auto", "cpu") == "float32"  # the CPU recipes train on the same data as before
+    assert transfer_dtype("uint8", "cpu") == "uint8"
+
+
 def test_the_device_side_conversion_restores_the_rounded_values():
     """What the update step does with a uint8 stack (train_step.py applies stack_as_float to every batch; a
     uint8 batch through the real step is in test_mixed_precision.py)."""

@@ -11,12 +11,24 @@ from __future__ import annotations
 
 import collections
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
 from dualfocus_jax.training.mesh import global_batch_array
 
 STACK_DTYPES = ("float32", "uint8")
+
+
+def transfer_dtype(setting: str, platform: str | None = None) -> str:
+    """The dtype stacks travel in for `input.stack_dtype` (float32 | uint8 | auto). "auto" is uint8 on an
+    accelerator, where the host-to-device copy is a bus transfer worth shrinking, and float32 on a CPU, where it
+    is a memory copy and the quantisation would only change the training data."""
+    if setting == "auto":
+        return "float32" if (platform or jax.default_backend()) == "cpu" else "uint8"
+    if setting not in STACK_DTYPES:
+        raise ValueError(f"input.stack_dtype must be one of {STACK_DTYPES} or 'auto', got {setting!r}.")
+    return setting
 
 
 def quantised_stack(example: dict) -> dict:

@@ -29,7 +29,7 @@ from absl import flags
 
 from dualfocus_jax.engine import EngineRecords, EngineSettings, draw_focal_stack, is_engine_record
 from dualfocus_jax.training.augment import AugmentSettings, flipped_example, model_input, training_example
-from dualfocus_jax.training.device_prefetch import STACK_DTYPES, quantised_stack
+from dualfocus_jax.training.device_prefetch import quantised_stack, transfer_dtype
 
 BATCH_KEYS = ("stack", "focus", "depth", "valid")
 ENGINE_DATASET = "focal_engine"
@@ -197,9 +197,7 @@ def training_dataset(input_config, *, seed: int, process_index: int = 0, process
     shaped = mixed.map_with_index(_BatchShape(shapes, global_batch, seed))
     # Augment after mixing: the generator of element i is seeded by (seed, i), independent of processes.
     augmented = shaped.random_map(_augment, seed=seed)
-    stack_dtype = str(input_config.get("stack_dtype", "float32"))
-    if stack_dtype not in STACK_DTYPES:
-        raise ValueError(f"input.stack_dtype must be one of {STACK_DTYPES}, got {stack_dtype!r}.")
+    stack_dtype = transfer_dtype(str(input_config.get("stack_dtype", "float32")))
     if stack_dtype == "uint8":
         augmented = augmented.map(quantised_stack)  # in the reader threads, not in the training loop
     local_batch = global_batch // process_count
