@@ -22,10 +22,18 @@ import datetime
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
 
 from benchmarks.machine import cpu_model_name
+from benchmarks.peak import matmul_peak_flops, xla_flops
+from dualfocus_jax.model import DualFocusNet, initial_params, model_config, parameter_count
 
 # The PyTorch DFV reference measured on this project's 2-core machine (DEVELOPERS.md, issue 15).
 REFERENCE_DFV_SECONDS = {(5, 256, 256): 0.79, (10, 384, 576): 3.10}
@@ -40,16 +48,6 @@ VARIANTS = ["dualfocus", "no_spatial", "no_focal", "dfv"]
 def run_case(size: str, variant: str, slices: int, height: int, width: int, repeats: int,
              dtype: str = "float32") -> dict:
     """Measures one case in this process; returns a JSON-serialisable dict."""
-    import resource
-    import time
-
-    import jax
-    import jax.numpy as jnp
-    import numpy as np
-
-    from benchmarks.peak import xla_flops
-    from dualfocus_jax.model import DualFocusNet, initial_params, model_config, parameter_count
-
     config = model_config(size, variant, dtype=dtype)
     model = DualFocusNet(config)
     params = initial_params(config, jax.random.key(0))
@@ -105,9 +103,6 @@ def main(argv=None) -> None:
                                   dtype=args.dtype)))
         return
 
-    import jax  # not before the --case branch: a case process imports it itself
-
-    from benchmarks.peak import matmul_peak_flops
 
     sizes = args.sizes.split(",") if args.sizes else (["small"] if args.quick else ["paper", "small"])
     shapes = QUICK_SHAPES if args.quick else FULL_SHAPES
