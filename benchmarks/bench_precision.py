@@ -9,7 +9,7 @@ prepared on first use) through the training evaluation, in each dtype with the s
 the table gives RMSE and AbsRel and the change from float32. Speed: the `paper` DualFocus forward (B=1,
 train=False, every output returned) per --shapes, median of --repeats after compiling; FLOPs as XLA counts
 them for the compiled program; "of peak" divides the achieved FLOP/s by the same dtype's matrix-multiply
-peak, measured here on a 4096² `a @ b`.
+peak, measured here on a 4096² `a @ b` (benchmarks/peak.py).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import numpy as np
 from absl import app, flags
 
 from benchmarks.machine import cpu_model_name
+from benchmarks.peak import matmul_peak_flops, xla_flops
 from configs import pretrained_small
 from dualfocus_jax.inference import load_exported_checkpoint
 from dualfocus_jax.model import DualFocusNet, initial_params, model_config
@@ -37,15 +38,6 @@ flags.DEFINE_integer("repeats", 3, "Timed forward passes per case.")
 flags.DEFINE_bool("accuracy", True, "Evaluate the shipped model in each dtype on the synthetic_focal test.")
 flags.DEFINE_bool("speed", True, "Time the paper forward in each dtype.")
 flags.DEFINE_string("checkpoint", "", "Exported checkpoint for the accuracy rows ('' = the shipped model).")
-
-
-def matmul_peak_flops(dtype: str, size: int = 4096, repeats: int = 5) -> float:
-    """FLOP/s of the best of `repeats` jitted size² × size² matrix multiplies in `dtype`."""
-    a = jnp.ones((size, size), dtype)
-    multiply = jax.jit(lambda x, y: x @ y)
-    jax.block_until_ready(multiply(a, a))
-    best = min(_timed(lambda: multiply(a, a)) for _ in range(repeats))
-    return 2.0 * size ** 3 / best
 
 
 def _timed(call) -> float:
@@ -64,8 +56,7 @@ def forward_row(dtype: str, shape: tuple[int, int, int]) -> dict:
     start = time.perf_counter()
     compiled = forward.lower(params, stack, focus).compile()
     compile_s = time.perf_counter() - start
-    analysis = compiled.cost_analysis()
-    flops = float((analysis[0] if isinstance(analysis, list) else analysis).get("flops", float("nan")))
+    flops = xla_flops(compiled)
     jax.block_until_ready(compiled(params, stack, focus))
     seconds = float(np.median([_timed(lambda: compiled(params, stack, focus)) for _ in range(FLAGS.repeats)]))
     return {"compile_s": compile_s, "forward_s": seconds, "flops": flops}
