@@ -136,7 +136,7 @@ def main(argv):
     # Imported here, after jax.distributed.initialize (nothing may touch a JAX backend before it).
     from configs.recorded import recorded_config
     from dualfocus_jax.training.checkpointing import CheckpointError
-    from dualfocus_jax.training.trainer import check_run, train_and_evaluate
+    from dualfocus_jax.training.trainer import train_and_evaluate
     from experiments.data_setup import prepare_missing_embedded
 
     try:
@@ -144,9 +144,8 @@ def main(argv):
             config = recorded_config(FLAGS.workdir)
             config.lock()
             logging.info("--mode=eval with the config recorded in %s", FLAGS.workdir)
-        check_run(config, FLAGS.workdir, FLAGS.mode)  # a mistake in the config is reported before any preparation
-        prepare_missing_embedded(config)  # with input.prepare_if_missing: synthetic_focal etc. on first use
-        train_and_evaluate(config, FLAGS.workdir, FLAGS.mode)
+        # With input.prepare_if_missing: synthetic_focal etc. prepared on first use, once the config is checked.
+        train_and_evaluate(config, FLAGS.workdir, FLAGS.mode, prepare_data=lambda: prepare_missing_embedded(config))
     except (ValueError, FloatingPointError, CheckpointError) as error:  # each carries its whole message
         fail(str(error))
     except KeyboardInterrupt:

@@ -144,3 +144,7 @@ def test_eval_mode_without_a_checkpoint_fails_before_any_work(tmp_path):
 
     with pytest.raises(ValueError, match="needs a checkpoint"):
         train_and_evaluate(demo.get_config("runlocal"), str(tmp_path / "empty"), mode="eval")
+    # The entry point's data preparation runs only once the config and workdir passed the checks.
+    with pytest.raises(ValueError, match="needs a checkpoint"):
+        train_and_evaluate(demo.get_config("runlocal"), str(tmp_path / "empty"), mode="eval",
+                           prepare_data=lambda: pytest.fail("data prepared before the checks"))

@@ -12,6 +12,7 @@ and the network is traced as usual.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -111,12 +112,16 @@ def _package_source_digest() -> str:
 
 def _write_atomically(path: str, data: bytes) -> None:
     """A cache entry appears whole or not at all; a folder that cannot be written only skips the store."""
+    folder = os.path.dirname(path)
     try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=os.path.dirname(path), prefix=".tmp-", delete=False) as handle:
-            temporary = handle.name
+        os.makedirs(folder, exist_ok=True)
+        descriptor, temporary = tempfile.mkstemp(dir=folder, prefix=".tmp-")
+    except OSError:
+        return
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
             handle.write(data)
         os.replace(temporary, path)
     except OSError:
-        if "temporary" in locals() and os.path.exists(temporary):
+        with contextlib.suppress(OSError):
             os.remove(temporary)

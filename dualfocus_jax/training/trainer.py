@@ -14,6 +14,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 
 import jax
 from jax.experimental.compilation_cache import compilation_cache
@@ -65,10 +66,9 @@ def model_config_from(model_block) -> DualFocusConfig:
 
 def backend_dtype(platform: str | None = None) -> str:
     """The compute dtype of config.model.dtype="auto" on `platform` (default: JAX's backend): float32 on a
-    CPU, where XLA's bfloat16 convolutions and matrix multiplies are no faster (benchmarks/bench_precision.py:
-    0.71 vs 0.78 s at 5×256², 5.8 vs 5.6 s at 10×384×576 on the 2-core machine, 4096² matmul 149 vs 124
-    GFLOP/s), bfloat16 on GPUs and TPUs, whose matrix units run bfloat16 at several times their float32 rate;
-    the shipped model's synthetic_focal RMSE moves by 0.3% in bfloat16."""
+    CPU, where XLA's bfloat16 convolutions and matrix multiplies are no faster, bfloat16 on GPUs and TPUs,
+    whose matrix units run bfloat16 at several times their float32 rate (`benchmarks/bench_precision.py`
+    measures both speed and the accuracy change; the README gives the figures)."""
     return "float32" if (platform or jax.default_backend()) == "cpu" else "bfloat16"
 
 
@@ -191,8 +191,7 @@ def write_run_config(workdir: str, config, model_config: DualFocusConfig) -> Non
 def check_run(config, workdir: str, mode: str = "train_and_eval"):
     """The checks `train_and_evaluate` makes before anything heavy (mode, model, optimizer and evaluation
     blocks, a checkpoint for --mode=eval, a resume that matches the run); a ValueError names the problem.
-    Launchers call it before they prepare data, so a mistake is reported at once. Returns
-    (model config, optimizer, learning-rate schedule, total steps)."""
+    Returns (model config, optimizer, learning-rate schedule, total steps)."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}.")
     workdir = os.path.abspath(workdir)
@@ -212,11 +211,15 @@ def check_run(config, workdir: str, mode: str = "train_and_eval"):
     return model_config, optimizer, schedule, total_steps
 
 
-def train_and_evaluate(config, workdir: str, mode: str = "train_and_eval") -> dict:
+def train_and_evaluate(config, workdir: str, mode: str = "train_and_eval", *,
+                       prepare_data: Callable[[], object] | None = None) -> dict:
     """Trains (resuming from `workdir` if it holds checkpoints) and/or evaluates; returns
-    {"step": final step, "evals": {name: {row: metrics}}}. Reads prepared datasets only (an entry point prepares
-    missing embedded ones first: `experiments.data_setup.prepare_missing_embedded`)."""
+    {"step": final step, "evals": {name: {row: metrics}}}. Reads prepared datasets only: `prepare_data`, called
+    after `check_run` and before any dataset is opened, is where an entry point prepares missing embedded
+    ones (`experiments.data_setup.prepare_missing_embedded`), so a config mistake is reported before that."""
     model_config, optimizer, schedule, total_steps = check_run(config, workdir, mode)
+    if prepare_data is not None:
+        prepare_data()
     workdir = os.path.abspath(workdir)
 
     # ---------------------------------------------------------------- setup
