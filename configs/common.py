@@ -61,11 +61,18 @@ def model_block(**values) -> ConfigDict:
 
 
 def train_source(dataset: str, split: str, *, builder_config: str = "", weight: float = 1.0,
-                 depth_scale: float = 1.0, slice_sampling: str = "all", min_valid_fraction: float = 0.0):
-    """One training source of `input.sources` (slice_sampling: all | random_sorted | linspace)."""
+                 depth_scale: float = 1.0, slice_sampling: str = "all", min_valid_fraction: float = 0.0,
+                 slice_counts=(), normalise_focus_range: bool = False):
+    """One training source of `input.sources` (slice_sampling: all | random_sorted | linspace).
+
+    slice_counts: the batch slice counts (of input.slice_counts) this source serves, () = all; a dataset of
+    5-slice stacks mixed with the engine serves (3, 5) while the engine alone fills the 7-, 10- and 16-slice
+    batches. normalise_focus_range: depth loss in fractions of each stack's focus range, as the engine's.
+    """
     return ConfigDict(dict(dataset=dataset, split=split, builder_config=builder_config, weight=weight,
                            depth_scale=depth_scale, slice_sampling=slice_sampling,
-                           min_valid_fraction=min_valid_fraction))
+                           min_valid_fraction=min_valid_fraction, slice_counts=tuple(slice_counts),
+                           normalise_focus_range=normalise_focus_range))
 
 
 def engine_source(*, weight: float = 1.0, cameras=CAMERA_NAMES, families=SCENE_FAMILIES, spacings=SPACINGS,
@@ -79,7 +86,7 @@ def engine_source(*, weight: float = 1.0, cameras=CAMERA_NAMES, families=SCENE_F
                              blur_range_px=tuple(float(v) for v in blur_range_px), degrade=degrade,
                              max_layers=max_layers))
     return ConfigDict(dict(dataset="focal_engine", split="", builder_config="", weight=weight, depth_scale=1.0,
-                           slice_sampling="all", min_valid_fraction=0.0,
+                           slice_sampling="all", min_valid_fraction=0.0, slice_counts=(),
                            normalise_focus_range=normalise_focus_range, engine=engine))
 
 

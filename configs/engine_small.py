@@ -23,12 +23,18 @@ Third stage (`configs/engine_small.py:stage=3`): starts from the second stage's 
 (`dualfocus_jax/pretrained/small_engine_stage2`) on 96² and 128² crops (the evaluation stacks are 128² and
 larger; wider crops hold whole objects and more of the textureless surfaces the network must fill in) at a
 lower rate again; 5,000 updates by default.
+
+Fourth stage (`configs/engine_small.py:stage=4`): starts from the third stage's export
+(`dualfocus_jax/pretrained/small_engine_stage3`) and mixes the embedded synthetic_focal training scenes
+(train[:180], 5-slice stacks: they serve the 3- and 5-slice batches, half of each such batch's draws, so a
+fifth of all examples) into the engine's stacks, on 96² and 128² crops at a lower rate; 3,000 updates.
 """
 
-from configs.common import apply_runlocal, base_config, engine_source, eval_split, parse_arg
+from configs.common import apply_runlocal, base_config, engine_source, eval_split, parse_arg, train_source
 
 FIRST_STAGE_EXPORT = "dualfocus_jax/pretrained/small_engine_candidate"
 SECOND_STAGE_EXPORT = "dualfocus_jax/pretrained/small_engine_stage2"
+THIRD_STAGE_EXPORT = "dualfocus_jax/pretrained/small_engine_stage3"
 
 
 def get_config(arg=None):
@@ -48,9 +54,17 @@ def get_config(arg=None):
         config.model_init.checkpoint = SECOND_STAGE_EXPORT
         config.input.crop_sizes = ((96, 96), (128, 128))
         config.optimizer.update(lr=2e-4, warmup_steps=100)
+    elif arg.stage == 4:
+        config.model_init.checkpoint = THIRD_STAGE_EXPORT
+        config.input.crop_sizes = ((96, 96), (128, 128))
+        # Its stacks have 5 slices: 3 of them sorted at random for 3-slice batches, all 5 for 5-slice ones.
+        config.input.sources.synthetic_focal = train_source(
+            "synthetic_focal", "train[:180]", slice_sampling="random_sorted", slice_counts=(3, 5),
+            normalise_focus_range=True)
+        config.optimizer.update(lr=1.5e-4, warmup_steps=100)
     elif arg.stage != 1:
-        raise ValueError(f"configs/engine_small.py: stage must be 1, 2 or 3, not {arg.stage}")
-    steps = arg.steps or {1: 20000, 2: 8000, 3: 5000}[arg.stage]
+        raise ValueError(f"configs/engine_small.py: stage must be 1, 2, 3 or 4, not {arg.stage}")
+    steps = arg.steps or {1: 20000, 2: 8000, 3: 5000, 4: 3000}[arg.stage]
     config.train.update(total_steps=steps, log_every_steps=100, validate_every_steps=2000)
     config.checkpoint.update(every_steps=500, keep_latest=2, keep_best=1, best_metric="rmse", best_mode="min")
     config.validation = eval_split("synthetic_focal", "train[180:]", "synthetic_focal", batch_size=4, num_panels=0)
@@ -59,4 +73,6 @@ def get_config(arg=None):
     if arg.runlocal:
         apply_runlocal(config)
         config.input.slice_counts = (3, 4)
+        if "synthetic_focal" in config.input.sources:
+            config.input.sources.synthetic_focal.slice_counts = (3,)
     return config

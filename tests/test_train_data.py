@@ -241,3 +241,35 @@ def test_mixed_sources_follow_their_weights_and_depth_scale():
     scaled_share = np.mean(np.isclose(focus_max, 0.4))
     assert np.all(np.isclose(focus_max, 0.4) | np.isclose(focus_max, 2.0))
     assert 0.65 < scaled_share < 0.85  # weight 3 : 1
+
+
+def test_a_source_serves_only_its_slice_counts_and_the_engine_fills_the_rest():
+    config = tiny_input_config("", batch=2, crop=32, slices=3)
+    config.slice_counts = (3, 5, 7)
+    config.sources.tiny.update(slice_counts=(3, 5), min_valid_fraction=0.0)
+    config.sources.engine = engine_source(weight=1.0, blur_range_px=(3.0, 12.0), max_layers=4)
+    records = [tiny_focal_example("train", i) for i in range(4)]
+    dataset = training_dataset(config, seed=3, records_by_source={"tiny": records})
+    again = training_dataset(config, seed=3, records_by_source={"tiny": records})
+    tiny_seen = {3: 0, 5: 0, 7: 0}
+    for step in range(24):
+        batch = dataset[step]
+        slices = batch["stack"].shape[1]
+        np.testing.assert_array_equal(batch["stack"], again[step]["stack"])  # a pure function of (seed, step)
+        # a tiny stack's focus is a sorted subset of linspace(1, 2, 5); the engine's are drawn floats
+        is_tiny = [np.allclose(f * 4, np.round(f * 4)) and f.min() >= 1 and f.max() <= 2 for f in batch["focus"]]
+        tiny_seen[slices] += sum(is_tiny)
+    assert tiny_seen[7] == 0  # the 5-slice source never fills a 7-slice batch
+    assert tiny_seen[3] + tiny_seen[5] > 0
+
+
+def test_slice_counts_that_no_source_serves_are_refused():
+    config = tiny_input_config("", batch=2, slices=3)
+    config.slice_counts = (3, 5, 7)
+    config.sources.tiny.slice_counts = (3, 5)
+    records = [tiny_focal_example("train", i) for i in range(4)]
+    with pytest.raises(ValueError, match="batches of 7 slices have no source"):
+        training_dataset(config, seed=0, records_by_source={"tiny": records})
+    config.sources.tiny.slice_counts = (3, 9)
+    with pytest.raises(ValueError, match="serves slice_counts \\[3, 9\\]"):
+        training_dataset(config, seed=0, records_by_source={"tiny": records})

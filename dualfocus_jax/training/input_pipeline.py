@@ -6,6 +6,9 @@ The global batch sequence is a pure function of the config and the seed, whateve
     mix sources by weight → batch shape by position → random_map(augment, seed) → batch(local batch)
     → keep every process_count-th batch from process_index
 
+(When a source serves only some slice counts, `input.sources.<name>.slice_counts`, the batch shape comes
+first and each element picks its source among those serving that count; see `_ShapeFirstMix`.)
+
 so global batch g is the concatenation, in process order, of local batches g·P … g·P + P − 1, which is what
 `jax.make_array_from_process_local_data` assembles. One process with the global batch and two processes with
 half of it each see the same examples with the same augmentation (the augmentation's generator is seeded by
@@ -172,14 +175,15 @@ def training_dataset(input_config, *, seed: int, process_index: int = 0, process
     if not input_config.sources:
         raise ValueError("input.sources is empty; name at least one dataset to train on.")
     shapes = batch_shapes(input_config)
-    datasets, weights = [], []
+    datasets, weights, served = [], [], []
     for index, (name, source) in enumerate(sorted(input_config.sources.items())):
         records = (records_by_source or {}).get(name)
         engine = None
         if source.dataset == ENGINE_DATASET:
             engine = engine_settings(source)
             records = EngineRecords()
-        elif len(shapes) > 1 and source.slice_sampling == "all":
+        counts = served_slice_counts(name, source, shapes)
+        if engine is None and len(counts) > 1 and source.slice_sampling == "all":
             raise ValueError(f"source {name!r} keeps all its slices (slice_sampling='all') but batches have "
                              f"{sorted({count for count, _ in shapes})} slices; set its slice_sampling to "
                              "'random_sorted' (and slice_counts no larger than its stacks) or train it alone.")
@@ -193,8 +197,21 @@ def training_dataset(input_config, *, seed: int, process_index: int = 0, process
         dataset = grain.MapDataset.source(records).shuffle(seed=seed + 1000 * index).repeat()
         datasets.append(dataset.map(_Tagged(settings, engine)))
         weights.append(float(source.weight))
-    mixed = datasets[0] if len(datasets) == 1 else grain.MapDataset.mix(datasets, weights)
-    shaped = mixed.map_with_index(_BatchShape(shapes, global_batch, seed))
+        served.append(counts)
+    all_counts = {count for count, _ in shapes}
+    if all(counts == all_counts for counts in served):
+        mixed = datasets[0] if len(datasets) == 1 else grain.MapDataset.mix(datasets, weights)
+        shaped = mixed.map_with_index(_BatchShape(shapes, global_batch, seed))
+    else:
+        names = [name for name, _ in sorted(input_config.sources.items())]
+        for count in sorted(all_counts):
+            if not any(count in counts for counts in served):
+                raise ValueError(f"batches of {count} slices have no source: every source's slice_counts "
+                                 f"({dict(zip(names, [sorted(c) for c in served]))}) leaves {count} out; add "
+                                 f"{count} to a source's slice_counts or remove it from input.slice_counts.")
+        positions = grain.MapDataset.range(0, _ENDLESS)
+        shaped = positions.map_with_index(_ShapeFirstMix(datasets, weights, served,
+                                                         _BatchShape(shapes, global_batch, seed), seed))
     # Augment after mixing: the generator of element i is seeded by (seed, i), independent of processes.
     augmented = shaped.random_map(_augment, seed=seed)
     stack_dtype = transfer_dtype(str(input_config.get("stack_dtype", "float32")))
@@ -203,6 +220,43 @@ def training_dataset(input_config, *, seed: int, process_index: int = 0, process
     local_batch = global_batch // process_count
     batches = augmented.batch(local_batch, drop_remainder=True, batch_fn=stacked_batch)
     return batches[process_index::process_count]
+
+
+_ENDLESS = 2**62  # positions of an endless mixed sequence (the repeated sources are as long)
+
+
+def served_slice_counts(name: str, source, shapes) -> set[int]:
+    """The batch slice counts source `name` serves: its `slice_counts` (() = all of input.slice_counts), which
+    must be among the batches' counts."""
+    all_counts = {count for count, _ in shapes}
+    own = {int(v) for v in (source.get("slice_counts") or ())}
+    if not own:
+        return all_counts
+    if not own <= all_counts:
+        raise ValueError(f"source {name!r} serves slice_counts {sorted(own)}, but batches have only "
+                         f"{sorted(all_counts)} slices (input.slice_counts); list only counts batches can have.")
+    return own
+
+
+class _ShapeFirstMix:
+    """Element i of the mixed sequence when sources serve different slice counts: its batch's shape first
+    (`_BatchShape`, so every element of a batch agrees), then a source among those that serve that slice
+    count, drawn by weight from (seed, i), then that source's element i (its own shuffled, repeated order).
+
+    Each source is thus sampled at the positions that chose it: records are visited in its shuffled order
+    with gaps, every record equally often in expectation. Deterministic in i alone, as the plain mix is."""
+
+    def __init__(self, datasets, weights, served, batch_shape: _BatchShape, seed: int):
+        self.datasets, self.served, self.batch_shape, self.seed = datasets, served, batch_shape, seed
+        self.weights = np.asarray(weights, dtype=np.float64)
+
+    def __call__(self, index, _position):
+        _, shape = self.batch_shape(index, None)
+        candidates = [j for j, counts in enumerate(self.served) if shape[0] in counts]
+        weights = self.weights[candidates]
+        rng = np.random.default_rng([self.seed, 0x50CE, index])
+        chosen = candidates[int(rng.choice(len(candidates), p=weights / weights.sum()))]
+        return self.datasets[chosen][index], shape
 
 
 class _Tagged:
