@@ -25,10 +25,10 @@ from absl import app, flags
 from benchmarks.machine import cpu_model_name
 from benchmarks.peak import matmul_peak_flops, xla_flops
 from configs import pretrained_small
+from dualfocus_jax.evaluation.evaluate import prediction_function
+from dualfocus_jax.evaluation.evaluators import evaluate_entry
 from dualfocus_jax.inference import load_exported_checkpoint
 from dualfocus_jax.model import DualFocusNet, initial_params, model_config
-from dualfocus_jax.training.evaluate import prediction_function
-from dualfocus_jax.training.trainer import run_evaluation
 from experiments.data_setup import prepare_missing_embedded
 
 FLAGS = flags.FLAGS
@@ -71,7 +71,7 @@ def accuracy_rows(dtypes) -> dict[str, dict]:
     for dtype in dtypes:
         model_config = dataclasses.replace(config, dtype=dtype)
         started = time.perf_counter()
-        metrics = run_evaluation(params, model_config, experiment, evaluation,
+        metrics = evaluate_entry(params, model_config, evaluation, experiment.input.data_dir,
                                  predict=prediction_function(model_config)).metrics
         rows[dtype] = dict(metrics, seconds=time.perf_counter() - started)
     return rows

@@ -15,15 +15,15 @@ Target (paper, DualFocus): RMSE 0.28, AbsRel 0.40 (HybridDepth: 0.29 / 0.42).
 """
 
 from configs import nyuv2
-from configs.common import ConfigDict, apply_runlocal, eval_split, parse_arg
+from configs.common import ConfigDict, apply_runlocal, eval_suite, parse_arg
 
 
 def get_config(arg=None):
     arg = parse_arg(arg, runlocal=False, variant="dualfocus")
     config = nyuv2.get_config(f"variant={arg.variant}")
     config.evals = ConfigDict()
-    config.evals.arkitscenes_test = eval_split("arkitscenes_focal", "test", "arkitscenes", batch_size=4,
-                                               num_panels=4, compare_classical=True)
+    config.evals.update(eval_suite("arkitscenes_test", "arkitscenes_focal", "test", "arkitscenes", batch_size=4,
+                                   num_panels=4, kinds=("network", "classical")))
     if arg.runlocal:
         apply_runlocal(config)
     return config

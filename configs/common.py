@@ -92,17 +92,25 @@ def engine_source(*, weight: float = 1.0, cameras=CAMERA_NAMES, families=SCENE_F
 
 def eval_split(dataset: str, split: str, protocol: str, *, builder_config: str = "", num_slices: int = 5,
                batch_size: int = 4, max_examples: int = 0, depth_scale: float = 1.0, num_panels: int = 4,
-               compare_classical: bool = False, compare_untrained: bool = False):
-    """One evaluation (protocol: a key of `dualfocus_jax.training.eval_protocols.PROTOCOLS`).
+               kind: str = "network", report: str = ""):
+    """One evaluator of `config.evals` (protocol: a key of `dualfocus_jax.evaluation.protocols.PROTOCOLS`;
+    kind: network | untrained_network | classical, see `dualfocus_jax.evaluation.evaluators`).
 
     slice_sampling "" uses the protocol's; max_examples 0 = the whole split; depth_scale as in training;
-    compare_classical / compare_untrained add the classical baseline / the untrained network (same seed) as
-    rows of the same report.
+    report: the report it is a row of ("" = its own name); enabled=False skips it.
     """
     return ConfigDict(dict(dataset=dataset, split=split, builder_config=builder_config, protocol=protocol,
                            num_slices=num_slices, slice_sampling="", batch_size=batch_size,
                            max_examples=max_examples, depth_scale=depth_scale, num_panels=num_panels,
-                           compare_classical=compare_classical, compare_untrained=compare_untrained))
+                           kind=kind, report=report, enabled=True))
+
+
+def eval_suite(name: str, dataset: str, split: str, protocol: str, *, kinds=("network",), **settings) -> dict:
+    """Evaluators of one split, one per kind, that share the report `name`: `name` for the network,
+    `name`_untrained and `name`_classical for the others (`config.evals.update(eval_suite(...))`)."""
+    suffixes = {"network": "", "untrained_network": "_untrained", "classical": "_classical"}
+    return {name + suffixes[kind]: eval_split(dataset, split, protocol, kind=kind, report=name, **settings)
+            for kind in kinds}
 
 
 def base_config():
@@ -189,5 +197,6 @@ def apply_runlocal(config, *, steps: int = 4, crop: int = 32, slices: int = 3, b
         evaluation.batch_size = batch
         evaluation.max_examples = 2
         evaluation.num_panels = min(evaluation.num_panels, 1)
-        evaluation.compare_classical = False
+        if evaluation.get("kind") == "classical":
+            evaluation.enabled = False
     return config

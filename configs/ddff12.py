@@ -14,7 +14,7 @@ on the validation split (slices linspace(0, 9, 5), GT > 0; the test split has no
 Target (paper, DualFocus): MSE 4.7e-4, RMSE 0.0194, δ1 0.800 (HybridDepth: 5.1e-4 / 0.0200 / 0.789).
 """
 
-from configs.common import apply_runlocal, dfv_recipe_config, eval_split, parse_arg, train_source
+from configs.common import apply_runlocal, dfv_recipe_config, eval_split, eval_suite, parse_arg, train_source
 
 
 def get_config(arg=None):
@@ -26,8 +26,8 @@ def get_config(arg=None):
     config.checkpoint.update(every_steps=2000, keep_latest=2, keep_best=1, best_metric="mse", best_mode="min")
     config.validation = eval_split("ddff12", "validation", "ddff12", builder_config="official", batch_size=8,
                                    num_panels=0)
-    config.evals.ddff12_validation = eval_split("ddff12", "validation", "ddff12", builder_config="official",
-                                                batch_size=8, num_panels=4, compare_classical=True)
+    config.evals.update(eval_suite("ddff12_validation", "ddff12", "validation", "ddff12", builder_config="official",
+                                   batch_size=8, num_panels=4, kinds=("network", "classical")))
     if arg.runlocal:
         apply_runlocal(config)
     return config

@@ -15,7 +15,7 @@ minutes of CPU training. The measured numbers are in the training helper's repor
 `configs/demo.py:runlocal` is a 4-step smoke run.
 """
 
-from configs.common import apply_runlocal, base_config, eval_split, parse_arg, train_source
+from configs.common import apply_runlocal, base_config, eval_split, eval_suite, parse_arg, train_source
 
 
 def get_config(arg=None):
@@ -33,8 +33,8 @@ def get_config(arg=None):
     config.train.update(total_steps=800, log_every_steps=25, validate_every_steps=200)
     config.checkpoint.update(every_steps=200, keep_latest=2, keep_best=1, best_metric="rmse", best_mode="min")
     config.validation = eval_split("synthetic_focal", "train[180:]", "synthetic_focal", batch_size=4, num_panels=0)
-    config.evals.test = eval_split("synthetic_focal", "test", "synthetic_focal", batch_size=4, num_panels=4,
-                                   compare_classical=True, compare_untrained=True)
+    config.evals.update(eval_suite("test", "synthetic_focal", "test", "synthetic_focal", batch_size=4, num_panels=4,
+                                   kinds=("untrained_network", "network", "classical")))
     if arg.runlocal:
         apply_runlocal(config)
     return config

@@ -30,7 +30,7 @@ Fourth stage (`configs/engine_small.py:stage=4`): starts from the third stage's 
 fifth of all examples) into the engine's stacks, on 96² and 128² crops at a lower rate; 3,000 updates.
 """
 
-from configs.common import apply_runlocal, base_config, engine_source, eval_split, parse_arg, train_source
+from configs.common import apply_runlocal, base_config, engine_source, eval_split, eval_suite, parse_arg, train_source
 
 FIRST_STAGE_EXPORT = "dualfocus_jax/pretrained/small_engine_candidate"
 SECOND_STAGE_EXPORT = "dualfocus_jax/pretrained/small_engine_stage2"
@@ -68,8 +68,8 @@ def get_config(arg=None):
     config.train.update(total_steps=steps, log_every_steps=100, validate_every_steps=2000)
     config.checkpoint.update(every_steps=500, keep_latest=2, keep_best=1, best_metric="rmse", best_mode="min")
     config.validation = eval_split("synthetic_focal", "train[180:]", "synthetic_focal", batch_size=4, num_panels=0)
-    config.evals.test = eval_split("synthetic_focal", "test", "synthetic_focal", batch_size=4, num_panels=4,
-                                   compare_classical=True)
+    config.evals.update(eval_suite("test", "synthetic_focal", "test", "synthetic_focal", batch_size=4, num_panels=4,
+                                   kinds=("network", "classical")))
     if arg.runlocal:
         apply_runlocal(config)
         config.input.slice_counts = (3, 4)

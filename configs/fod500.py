@@ -12,7 +12,7 @@ is evaluated). Evaluation: the 100 test scenes, DFV protocol (prediction and GT 
 Target (paper, DualFocus): MSE 0.015, RMSE 0.112, Bump 1.31 (DFV: 0.020 / 0.129 / 1.43).
 """
 
-from configs.common import apply_runlocal, dfv_recipe_config, eval_split, parse_arg, train_source
+from configs.common import apply_runlocal, dfv_recipe_config, eval_suite, parse_arg, train_source
 
 
 def get_config(arg=None):
@@ -21,8 +21,8 @@ def get_config(arg=None):
     config.input.sources.fod500 = train_source("fod500", "train")
     config.train.update(total_steps=14_000, log_every_steps=100, validate_every_steps=1000)
     config.checkpoint.update(every_steps=1000, keep_latest=3, keep_best=0)
-    config.evals.fod500_test = eval_split("fod500", "test", "fod500", batch_size=4, num_panels=4,
-                                          compare_classical=True)
+    config.evals.update(eval_suite("fod500_test", "fod500", "test", "fod500", batch_size=4, num_panels=4,
+                                   kinds=("network", "classical")))
     if arg.runlocal:
         apply_runlocal(config)
     return config

@@ -16,7 +16,7 @@ Target (paper, DualFocus): FoD500 MSE 0.015 / RMSE 0.112 / Bump 1.31; DDFF-12 MS
 δ1 0.800.
 """
 
-from configs.common import apply_runlocal, dfv_recipe_config, eval_split, parse_arg, train_source
+from configs.common import apply_runlocal, dfv_recipe_config, eval_split, eval_suite, parse_arg, train_source
 
 FOD500_DEPTH_SCALE = 0.2
 
@@ -31,10 +31,10 @@ def get_config(arg=None):
     config.checkpoint.update(every_steps=2000, keep_latest=2, keep_best=1, best_metric="mse", best_mode="min")
     config.validation = eval_split("ddff12", "validation", "ddff12", builder_config="official", batch_size=8,
                                    num_panels=0)
-    config.evals.fod500_test = eval_split("fod500", "test", "fod500", batch_size=4, num_panels=4,
-                                          depth_scale=FOD500_DEPTH_SCALE, compare_classical=True)
-    config.evals.ddff12_validation = eval_split("ddff12", "validation", "ddff12", builder_config="official",
-                                                batch_size=8, num_panels=4, compare_classical=True)
+    config.evals.update(eval_suite("fod500_test", "fod500", "test", "fod500", batch_size=4, num_panels=4,
+                                   depth_scale=FOD500_DEPTH_SCALE, kinds=("network", "classical")))
+    config.evals.update(eval_suite("ddff12_validation", "ddff12", "validation", "ddff12", builder_config="official",
+                                   batch_size=8, num_panels=4, kinds=("network", "classical")))
     if arg.runlocal:
         apply_runlocal(config)
     return config

@@ -14,7 +14,7 @@ Target (paper, DualFocus): RMSE 0.075, AbsRel 0.013, δ1 0.999 (DFV: 0.094 / 0.0
 The same checkpoint is evaluated zero-shot on ARKitScenes by configs/arkitscenes_zero_shot.py.
 """
 
-from configs.common import apply_runlocal, base_config, eval_split, parse_arg, train_source
+from configs.common import apply_runlocal, base_config, eval_split, eval_suite, parse_arg, train_source
 
 
 def get_config(arg=None):
@@ -29,8 +29,8 @@ def get_config(arg=None):
     config.checkpoint.update(every_steps=2000, keep_latest=2, keep_best=1, best_metric="rmse", best_mode="min")
     config.validation = eval_split("nyuv2_focal", "train[98%:]", "nyuv2", builder_config="5_slices", batch_size=8,
                                    num_panels=0)
-    config.evals.nyuv2_test = eval_split("nyuv2_focal", "test", "nyuv2", builder_config="5_slices", batch_size=8,
-                                         num_panels=4, compare_classical=True)
+    config.evals.update(eval_suite("nyuv2_test", "nyuv2_focal", "test", "nyuv2", builder_config="5_slices",
+                                   batch_size=8, num_panels=4, kinds=("network", "classical")))
     if arg.runlocal:
         apply_runlocal(config)
     return config

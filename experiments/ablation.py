@@ -12,7 +12,7 @@ steps, batch, crops, optimiser and data (synthetic_focal train[:180]); only the 
 Runs go to <workdir>/<variant>_seed<S>/ and one that reached its last step is not trained again. The report
 phase (experiments/ablation_report.py) scores the final checkpoint of each run on the synthetic_focal test split
 and on the motorcycle scene, over all pixels, depth-edge pixels and fine-texture pixels
-(dualfocus_jax/evaluation_masks.py), beside the classical baseline with and without its refinement, and writes
+(dualfocus_jax/evaluation/regions.py), beside the classical baseline with and without its refinement, and writes
 <results>/ablation.{md,csv} and a picture of where the constraints change the prediction. The sensitivity
 runs (SENSITIVITY: solver resolution, λ_sv, λ_fv, τ) are the full model with one setting changed; the report
 adds them, when present, as a table beside the seed spread of the default settings.

@@ -224,7 +224,7 @@ def write_report(args) -> None:
             f"Each network: `configs/demo.py` recipe (small, batch 4, 64×64 crops, AdamW 1e-3 warm-up + cosine), "
             f"{args.steps} updates on synthetic_focal train[:180]; only the variant and the seed differ. Seeds per "
             f"variant: {seeds_done}. Scores of the last checkpoint; mean ± sample std over seeds (classical: "
-            "deterministic, one run). Depth in metres. Regions: `dualfocus_jax/evaluation_masks.py`.", "",
+            "deterministic, one run). Depth in metres. Regions: `dualfocus_jax/evaluation/regions.py`.", "",
             "## RMSE by region (change against DFV, the network without either constraint)", "",
             *summary_table(main_rows, set_names), "",
             f"## Training losses over the last 250 of {args.steps} updates (mean over seeds)", "",

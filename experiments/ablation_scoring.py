@@ -2,8 +2,8 @@
 
 Evaluation sets: the synthetic_focal test split (40 scenes, 128×128, 5 slices, scored on valid pixels as in
 the trainer's report) and the motorcycle scene rendered with 5 slices (scored where the ground truth lies in
-the focus range). Regions: `dualfocus_jax.evaluation_masks.region_masks` from the ground truth and the
-all-in-focus image. Metrics: every metric of `dualfocus_jax.metrics` per image, then the mean over images
+the focus range). Regions: `dualfocus_jax.evaluation.regions.region_masks` from the ground truth and the
+all-in-focus image. Metrics: every metric of `dualfocus_jax.evaluation.metrics` per image, then the mean over images
 (an image without pixels in a region does not count for it), plus AvgUnc over the region.
 """
 
@@ -20,16 +20,14 @@ from configs.demo import get_config
 from dualfocus_jax import data_features as F
 from dualfocus_jax.classical import estimate_depth_classical
 from dualfocus_jax.embedded_scenes import render_motorcycle_stack
-from dualfocus_jax.evaluation_masks import region_masks
-from dualfocus_jax.metrics import depth_metrics_per_image
-from dualfocus_jax.training.augment import evaluation_example
+from dualfocus_jax.evaluation.evaluate import mean_over_images, prediction_function
+from dualfocus_jax.evaluation.regions import REGIONS, region_masks, region_metrics_per_image
+from dualfocus_jax.model_inputs import evaluation_example
 from dualfocus_jax.training.checkpointing import latest_saved_step, restore_params
-from dualfocus_jax.training.evaluate import mean_over_images, prediction_function
 from dualfocus_jax.training.trainer import model_config_from
 from experiments.ablation_runs import variant_and_overrides
 from experiments.data_setup import open_split_preparing
 
-REGIONS = ("all", "depth_edges", "fine_texture")
 NUM_SLICES = 5
 SYNTHETIC = "synthetic_focal test"
 MOTORCYCLE = "motorcycle"
@@ -74,11 +72,8 @@ def motorcycle_set(downscale: int) -> EvalSet:
 def region_scores(depth_NHW, uncertainty_NHW, eval_set: EvalSet) -> dict[str, dict[str, float]]:
     """region → metric → mean over the images that have pixels in the region."""
     scores = {}
-    for region in REGIONS:
-        mask = eval_set.masks[region]
-        per_image = {name: np.asarray(value) for name, value in
-                     depth_metrics_per_image(depth_NHW, eval_set.depth, mask).items()}
-        counts = mask.reshape(len(mask), -1).sum(-1)
+    for region, per_image in region_metrics_per_image(depth_NHW, eval_set.depth, eval_set.masks).items():
+        mask, counts = eval_set.masks[region], per_image.pop("pixels")
         per_image["avg_unc"] = np.where(counts > 0, (uncertainty_NHW * mask).reshape(len(mask), -1).sum(-1)
                                         / np.maximum(counts, 1), np.nan)
         scores[region] = mean_over_images(per_image)

@@ -12,10 +12,10 @@ import time
 import jax.numpy as jnp
 import numpy as np
 
-from dualfocus_jax import metrics as dff_metrics
 from dualfocus_jax.classical import estimate_depth_classical
 from dualfocus_jax.embedded_scenes import render_motorcycle_stack
-from dualfocus_jax.metrics_report import metrics_markdown, rows_from_arrays, write_metrics_tables
+from dualfocus_jax.evaluation import metrics as dff_metrics
+from dualfocus_jax.evaluation.reports import metrics_markdown, rows_from_arrays, write_metrics_tables
 from dualfocus_jax.visualize import Panel, save_panels_png, save_rgb_png, save_scalar_png
 
 

@@ -12,7 +12,8 @@ config's data_dir and needs no manual files (synthetic_focal, focal_engine) is p
 from __future__ import annotations
 
 from datasets.common.prepare import DATASET_NAMES, needs_manual_dir, prepare_dataset
-from dualfocus_jax.training.input_pipeline import ENGINE_DATASET, default_data_dir, has_prepared_version, open_split
+from dualfocus_jax.prepared_splits import default_data_dir, has_prepared_version, open_split
+from dualfocus_jax.training.input_pipeline import ENGINE_DATASET
 
 
 def needs_no_manual_files(dataset: str) -> bool:

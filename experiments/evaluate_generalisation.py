@@ -14,7 +14,7 @@ focus-unit handling.
 Inputs, all in metres except the real stacks:
 1. the engine's fixed test split (`datasets/focal_engine`, prepared under --data_dir on first use): per slice
    count 3/5/7/10/16, per camera family and per scene family (hard ones apart), on all scored pixels and on
-   the depth-edge and fine-texture regions of `dualfocus_jax.evaluation_masks`; and the 16-slice stacks
+   the depth-edge and fine-texture regions of `dualfocus_jax.evaluation.regions`; and the 16-slice stacks
    predicted from 5, 7 or 10 evenly chosen slices (the first and last kept), to see whether such a rule
    helps long stacks;
 2. the synthetic_focal test split (40 scenes, 5 slices);
@@ -51,7 +51,7 @@ from dualfocus_jax.classical import estimate_depth_classical
 from dualfocus_jax.compilation_cache import enable_compilation_cache
 from dualfocus_jax.embedded_scenes import render_motorcycle_stack
 from dualfocus_jax.engine import CAMERA_FAMILIES, HARD_FAMILIES, SCENE_FAMILIES
-from dualfocus_jax.evaluation_masks import region_masks
+from dualfocus_jax.evaluation.regions import REGIONS, region_masks, region_metrics_per_image
 from dualfocus_jax.focal_stack import load_focal_stack
 from dualfocus_jax.inference import (
     CheckpointError,
@@ -60,9 +60,8 @@ from dualfocus_jax.inference import (
     load_exported_checkpoint,
     predict_depth,
 )
-from dualfocus_jax.metrics import depth_metrics_per_image
+from dualfocus_jax.prepared_splits import default_data_dir, has_prepared_version
 from dualfocus_jax.training.checkpointing import latest_saved_step
-from dualfocus_jax.training.input_pipeline import default_data_dir, has_prepared_version
 from experiments.data_setup import open_split_preparing
 from experiments.evaluate_pretrained import export
 
@@ -71,7 +70,6 @@ DEFAULT_CHECKPOINTS = ("old shipped=dualfocus_jax/pretrained/small_synthetic",
                        "candidate=dualfocus_jax/pretrained/small_engine_candidate")
 DEFAULT_REAL_DIR = os.path.join("..", "shared", "data", "real_focal_stacks")
 CLASSICAL_RAW, CLASSICAL_REFINED = "classical (raw)", "classical (refined)"
-REGIONS = ("all", "depth_edges", "fine_texture")
 REPORTED = ("rmse", "abs_rel", "rmse_range", "delta1", "mae")
 # Columns of per_image.csv beyond the identity and group columns.
 PER_IMAGE_METRICS = REPORTED + ("log_rmse", "sq_rel", "bump", "pixels", "seconds")
@@ -202,14 +200,13 @@ def region_scores(pred_HW, scene: Scene) -> dict[str, dict[str, float]]:
     mask = scored_mask(scene.depth, scene.valid, scene.focus)
     focus_range = float(scene.focus.max() - scene.focus.min())
     masks = region_masks(scene.depth, mask, scene.aif, focus_range)
-    stacked = np.stack([masks[region] for region in REGIONS])
-    values = depth_metrics_per_image(jnp.asarray(np.broadcast_to(pred_HW, stacked.shape)),
-                                     jnp.asarray(np.broadcast_to(scene.depth, stacked.shape)), jnp.asarray(stacked))
+    per_region = region_metrics_per_image(pred_HW[None], scene.depth[None],
+                                          {region: masks[region][None] for region in REGIONS})
     scores = {}
-    for row, region in enumerate(REGIONS):
-        entry = {name: float(array[row]) for name, array in values.items()}
+    for region, values in per_region.items():
+        entry = {name: float(array[0]) for name, array in values.items() if name != "pixels"}
         entry["rmse_range"] = entry["rmse"] / focus_range
-        entry["pixels"] = int(stacked[row].sum())
+        entry["pixels"] = int(values["pixels"][0])
         scores[region] = entry
     return scores
 

@@ -38,15 +38,15 @@ import time
 import jax.numpy as jnp
 
 from configs.recorded import RUN_CONFIG, recorded_config
-from dualfocus_jax import metrics as dff_metrics
 from dualfocus_jax.embedded_scenes import render_motorcycle_stack
+from dualfocus_jax.evaluation import metrics as dff_metrics
+from dualfocus_jax.evaluation.reports import metrics_markdown, rows_from_arrays
 from dualfocus_jax.inference import (
     DEFAULT_CHECKPOINT,
     load_exported_checkpoint,
     predict_depth,
     save_exported_checkpoint,
 )
-from dualfocus_jax.metrics_report import metrics_markdown, rows_from_arrays
 from dualfocus_jax.model import DualFocusConfig
 from dualfocus_jax.training.checkpointing import CheckpointError, latest_saved_step, restore_params
 from dualfocus_jax.training.trainer import RUN_MODEL, model_config_from

@@ -20,7 +20,7 @@ from datasets.common.prepare import (  # noqa: E402
     prepare_dataset,
 )
 from dualfocus_jax import data_features as F  # noqa: E402
-from dualfocus_jax.training.input_pipeline import MANUAL_DATASETS  # noqa: E402
+from dualfocus_jax.prepared_splits import MANUAL_DATASETS  # noqa: E402
 
 
 def test_rgb_reader_decodes_tiff_png_and_grey(tmp_path):

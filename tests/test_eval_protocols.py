@@ -6,8 +6,8 @@ import pytest
 from ml_collections import ConfigDict
 
 from dualfocus_jax import data_features as F
-from dualfocus_jax.training.eval_protocols import PROTOCOLS, clipped_for_metrics, evaluation_mask, protocol_named
-from dualfocus_jax.training.evaluate import evaluate_model, evaluation_batches, mean_over_images
+from dualfocus_jax.evaluation.evaluate import evaluate_model, evaluation_batches, mean_over_images
+from dualfocus_jax.evaluation.protocols import PROTOCOLS, clipped_for_metrics, evaluation_mask, protocol_named
 
 
 def eval_config(**overrides):

@@ -10,11 +10,11 @@ import pytest
 from ml_collections import ConfigDict
 from PIL import Image
 
-from dualfocus_jax.training.eval_panels import probe_pixels, save_example_panel
-from dualfocus_jax.training.evaluate import EvaluatedExample, EvaluationResult
+from dualfocus_jax.evaluation.evaluate import EvaluatedExample, EvaluationResult
+from dualfocus_jax.evaluation.panels import probe_pixels, save_example_panel
+from dualfocus_jax.evaluation.reports import write_evaluation_report
 from dualfocus_jax.training.metric_log import MetricLog, read_records
 from dualfocus_jax.training.train_step import NonFiniteLossError, raise_if_not_finite
-from dualfocus_jax.training.trainer import write_evaluation_report
 
 
 def example(height=24, width=32, slices=5):

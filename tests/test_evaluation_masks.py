@@ -3,7 +3,13 @@
 import numpy as np
 import pytest
 
-from dualfocus_jax.evaluation_masks import depth_edge_mask, fine_texture_mask, luminance_gradient, region_masks
+from dualfocus_jax.evaluation.regions import (
+    depth_edge_mask,
+    fine_texture_mask,
+    luminance_gradient,
+    region_masks,
+    region_metrics_per_image,
+)
 
 
 def step_depth(height=12, width=16, column=8, near=1.0, far=2.0):
@@ -77,3 +83,22 @@ def test_bad_inputs_are_named():
         luminance_gradient(np.zeros((4, 4)))
     with pytest.raises(ValueError, match="share"):
         fine_texture_mask(np.zeros((4, 4, 3)), np.ones((5, 5), bool), np.zeros((5, 5), bool))
+
+
+def test_region_metrics_per_image_match_numpy_on_each_mask_and_empty_regions_are_nan():
+    rng = np.random.default_rng(3)
+    gt = rng.uniform(1.0, 3.0, (2, 6, 7)).astype(np.float32)
+    pred = gt + rng.normal(0, 0.2, gt.shape).astype(np.float32)
+    left = np.zeros(gt.shape, bool)
+    left[:, :, :3] = True
+    empty_in_second = left.copy()
+    empty_in_second[1] = False
+    scores = region_metrics_per_image(pred, gt, {"left": left, "partly_empty": empty_in_second})
+    for image in range(2):
+        error = (pred[image] - gt[image])[left[image]]
+        assert scores["left"]["rmse"][image] == pytest.approx(np.sqrt(np.mean(error**2)), rel=1e-5)
+        assert scores["left"]["abs_rel"][image] == pytest.approx(
+            np.mean(np.abs(error) / gt[image][left[image]]), rel=1e-5)
+    np.testing.assert_array_equal(scores["left"]["pixels"], [18, 18])
+    np.testing.assert_array_equal(scores["partly_empty"]["pixels"], [18, 0])
+    assert np.isnan(scores["partly_empty"]["rmse"][1]) and np.isfinite(scores["partly_empty"]["rmse"][0])

@@ -1,4 +1,4 @@
-"""Tests of dualfocus_jax.metrics against plain NumPy/SciPy references and hand-computed cases."""
+"""Tests of dualfocus_jax.evaluation.metrics against plain NumPy/SciPy references and hand-computed cases."""
 
 import jax
 import jax.numpy as jnp
@@ -7,7 +7,7 @@ import pytest
 import scipy.ndimage as ndi
 import skimage.filters
 
-from dualfocus_jax import metrics
+from dualfocus_jax.evaluation import metrics
 
 # The Scharr kernel of METRICS.md; its transpose differentiates along the width.
 _SCHARR_H = np.array([[3.0, 10.0, 3.0], [0.0, 0.0, 0.0], [-3.0, -10.0, -3.0]]) / 16.0

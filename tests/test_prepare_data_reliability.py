@@ -63,7 +63,7 @@ import os, sys, time
 import numpy as np
 from configs import demo
 from datasets.synthetic_focal import synthetic_focal_dataset_builder as synthetic
-from dualfocus_jax.training.input_pipeline import open_split
+from dualfocus_jax.prepared_splits import open_split
 from experiments.data_setup import prepare_missing_embedded
 synthetic.Builder.SPLIT_SIZES = {"train": 2, "test": 1}
 delay, marker = float(os.environ.get("PREP_DELAY_S", "0")), os.environ.get("PREP_MARKER")

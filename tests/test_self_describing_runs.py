@@ -36,7 +36,7 @@ def training_command(workdir, data_dir, cache, *extra):
             f"--config.input.data_dir={data_dir}", "--config.input.prepare_if_missing=False",
             "--config.input.sources.synthetic_focal.dataset=tiny_focal",
             "--config.input.sources.synthetic_focal.split=train", "--config.validation.dataset=",
-            "--config.evals.test.dataset=tiny_focal", "--config.evals.test.compare_untrained=False",
+            "--config.evals.test.dataset=tiny_focal", "--config.evals.test_untrained.enabled=False",
             "--config.train.total_steps=2", "--config.checkpoint.every_steps=2",
             f"--config.compilation_cache_dir={cache}", *RUN_MODEL, *extra]
 

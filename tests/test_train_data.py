@@ -15,8 +15,10 @@ tfds = pytest.importorskip("tensorflow_datasets")
 from configs import demo  # noqa: E402
 from configs.common import base_config, engine_source, eval_split, train_source  # noqa: E402
 from dualfocus_jax import data_features as F  # noqa: E402
+from dualfocus_jax import model_inputs  # noqa: E402
+from dualfocus_jax.prepared_splits import open_split  # noqa: E402
 from dualfocus_jax.training import augment  # noqa: E402
-from dualfocus_jax.training.input_pipeline import open_split, training_dataset, training_iterator  # noqa: E402
+from dualfocus_jax.training.input_pipeline import training_dataset, training_iterator  # noqa: E402
 from experiments import data_setup  # noqa: E402
 
 TINY_SIZE = (40, 44)
@@ -107,14 +109,14 @@ def test_crop_keeps_the_minimum_valid_share_and_falls_back_to_the_best_candidate
 
 def test_slice_indices_are_sorted_subsets_and_linspace_matches_ddff_protocol():
     rng = np.random.default_rng(0)
-    draws = {tuple(augment.slice_indices(10, 5, "random_sorted", rng)) for _ in range(30)}
+    draws = {tuple(model_inputs.slice_indices(10, 5, "random_sorted", rng)) for _ in range(30)}
     assert len(draws) > 10
     assert all(list(d) == sorted(set(d)) and len(d) == 5 and max(d) <= 9 for d in draws)
-    np.testing.assert_array_equal(augment.slice_indices(10, 5, "linspace"), [0, 2, 4, 7, 9])  # round(0, 2.25, ...)
+    np.testing.assert_array_equal(model_inputs.slice_indices(10, 5, "linspace"), [0, 2, 4, 7, 9])  # round(0, 2.25, ...)
     with pytest.raises(ValueError, match="exactly 5"):
-        augment.slice_indices(10, 5, "all")
+        model_inputs.slice_indices(10, 5, "all")
     with pytest.raises(ValueError, match="lower num_slices"):
-        augment.slice_indices(3, 5, "linspace")
+        model_inputs.slice_indices(3, 5, "linspace")
 
 
 def test_training_example_keeps_stack_depth_and_focus_aligned():

@@ -127,7 +127,8 @@ def test_eval_mode_reports_the_latest_checkpoint_beside_the_untrained_network(ru
     data_dir = os.path.join(os.path.dirname(reference), "tfds")
     cache = os.path.join(os.path.dirname(reference), "jax_cache")
     output = run_to_completion(launcher_command(reference, data_dir, cache, "--mode=eval",
-                                                "--config.evals.test.dataset=tiny_focal"))
+                                                "--config.evals.test.dataset=tiny_focal",
+                                                "--config.evals.test_untrained.dataset=tiny_focal"))
     assert "training steps" not in output  # evaluation only
     with open(os.path.join(reference, "eval", "test", "metrics.json")) as handle:
         report = json.load(handle)

@@ -9,7 +9,6 @@ launcher (`experiments/train.py`) only parses flags and calls this.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import sys
@@ -19,16 +18,15 @@ from collections.abc import Callable
 import jax
 from jax.experimental.compilation_cache import compilation_cache
 
+from dualfocus_jax.evaluation.evaluate import prediction_function
+from dualfocus_jax.evaluation.evaluators import build_evaluators, evaluate_entry, run_evaluators
+from dualfocus_jax.evaluation.reports import write_evaluation_report
 from dualfocus_jax.inference.checkpoint_io import load_exported_checkpoint
-from dualfocus_jax.metrics_report import write_metrics_tables
 from dualfocus_jax.model import DualFocusConfig, load_torchvision_resnet18, parameter_count
 from dualfocus_jax.training import checkpointing
 from dualfocus_jax.training import mesh as mesh_lib
 from dualfocus_jax.training.device_prefetch import DevicePrefetcher
-from dualfocus_jax.training.eval_panels import save_example_panel
-from dualfocus_jax.training.eval_protocols import protocol_named
-from dualfocus_jax.training.evaluate import EvaluationResult, evaluate_classical, evaluate_model, prediction_function
-from dualfocus_jax.training.input_pipeline import open_split, training_iterator
+from dualfocus_jax.training.input_pipeline import training_iterator
 from dualfocus_jax.training.metric_log import MetricLog
 from dualfocus_jax.training.train_state import (
     PARAM_ABS_LIMIT,
@@ -196,9 +194,9 @@ def check_run(config, workdir: str, mode: str = "train_and_eval"):
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}.")
     workdir = os.path.abspath(workdir)
     model_config = model_config_from(config.model)  # validates the model block before anything heavy
-    for evaluation in [config.validation, *config.evals.values()]:
-        if evaluation.dataset:
-            protocol_named(evaluation.protocol)
+    # Builds the evaluators (and validation's protocol), so a bad kind or protocol is reported before training.
+    build_evaluators({"validation": config.validation} if config.validation.dataset else {})
+    build_evaluators(config.evals)
     total_steps = int(config.train.total_steps)
     if total_steps < 1:
         raise ValueError(f"train.total_steps must be ≥ 1, got {total_steps}.")
@@ -277,7 +275,7 @@ def train_and_evaluate(config, workdir: str, mode: str = "train_and_eval", *,
         # ------------------------------------------------------------ update step
         fast_compile = bool(config.train.fast_compile)
         train_step = make_train_step(model_config, optimizer, schedule, mesh, fast_compile=fast_compile)
-        predict = prediction_function(model_config, fast_compile=fast_compile)
+        predict = prediction_function(model_config, mesh=mesh, fast_compile=fast_compile)
 
         # ------------------------------------------------------------ loop
         last_saved = restored_step
@@ -319,8 +317,8 @@ def train_and_evaluate(config, workdir: str, mode: str = "train_and_eval", *,
                     say(f"step {step}/{total_steps}: " + ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
                 validation = None
                 if validates:
-                    validation = run_evaluation(mesh_lib.host_copy(state.params), model_config, config,
-                                                config.validation, predict=predict).metrics
+                    validation = evaluate_entry(state.params, model_config, config.validation,
+                                                config.input.data_dir, predict=predict).metrics
                     metric_log.write("validation", step, validation)
                     say(f"validation at step {step}: " + ", ".join(f"{k}={v:.4g}" for k, v in validation.items()))
                 if saves and checkpoints.save(step, state, data_iterator, metrics=validation, force=is_last):
@@ -331,78 +329,22 @@ def train_and_evaluate(config, workdir: str, mode: str = "train_and_eval", *,
 
         # ------------------------------------------------------------ evaluations
         if mode != "train" and len(config.evals):
-            params = mesh_lib.host_copy(state.params)
-            untrained = None
-            for name, evaluation in config.evals.items():
-                rows = {}
-                if evaluation.compare_untrained:
-                    if untrained is None:
-                        untrained = mesh_lib.host_copy(initial_train_state(model_config, optimizer, init_rng).params)
-                    say(f"== eval {name}: untrained network")
-                    rows["untrained network"] = run_evaluation(untrained, model_config, config, evaluation,
-                                                               predict=predict).metrics
-                say(f"== eval {name}: DualFocus at step {results['step']}")
-                outcome = run_evaluation(params, model_config, config, evaluation, predict=predict, report=True)
-                rows[f"dualfocus {model_config.size}/{model_config.variant} (step {results['step']})"] = outcome.metrics
-                if evaluation.compare_classical:
-                    say(f"== eval {name}: classical baseline")
-                    records = eval_records(config, evaluation)
-                    rows["classical (refined)"] = evaluate_classical(
-                        records, evaluation, evaluation_protocol(evaluation)).metrics
-                results["evals"][name] = rows
+            untrained = []  # built on first use, by an untrained_network evaluator
+
+            def untrained_params():
+                if not untrained:
+                    untrained.append(mesh_lib.replicated_on_mesh(
+                        initial_train_state(model_config, optimizer, init_rng).params, mesh))
+                return untrained[0]
+
+            reports = run_evaluators(build_evaluators(config.evals), step=results["step"], say=say,
+                                     params=state.params, untrained_params=untrained_params,
+                                     model_config=model_config, data_dir=config.input.data_dir, predict=predict)
+            for name, report in reports.items():
+                results["evals"][name] = report.rows
                 if is_writer:
-                    write_evaluation_report(os.path.join(workdir, "eval", name), name, evaluation, outcome, rows,
-                                            results["step"])
-                metric_log.write(f"eval_{name}", results["step"], outcome.metrics)
+                    write_evaluation_report(os.path.join(workdir, "eval", name), name, report.settings,
+                                            report.outcome, report.rows, results["step"], say=say)
+                metric_log.write(f"eval_{name}", results["step"], report.outcome.metrics)
     metric_log.close()
     return results
-
-
-def evaluation_protocol(evaluation):
-    """The protocol of an eval block, with its slice_sampling override ("" keeps the protocol's)."""
-    protocol = protocol_named(evaluation.protocol)
-    if evaluation.slice_sampling:
-        protocol = dataclasses.replace(protocol, slice_sampling=evaluation.slice_sampling)
-    return protocol
-
-
-def eval_records(config, evaluation):
-    return open_split(evaluation.dataset, evaluation.split, builder_config=evaluation.builder_config,
-                      data_dir=config.input.data_dir)
-
-
-def run_evaluation(params, model_config: DualFocusConfig, config, evaluation, *, predict=None,
-                   report: bool = False) -> EvaluationResult:
-    """Evaluates host `params` on one eval block; `report` keeps `num_panels` examples and prints progress."""
-    records = eval_records(config, evaluation)
-
-    def progress(done: int, total: int) -> None:
-        if report:
-            say(f"  evaluated {done}/{total}")
-
-    return evaluate_model(params, model_config, records, evaluation, evaluation_protocol(evaluation),
-                          keep_examples=int(evaluation.num_panels) if report else 0, progress=progress,
-                          predict=predict)
-
-
-def write_evaluation_report(folder: str, name: str, evaluation, outcome: EvaluationResult, rows: dict,
-                            step: int) -> list[str]:
-    """metrics.{json,csv,md} (one row per method), per_image.csv and the PNG panels of one evaluation."""
-    os.makedirs(folder, exist_ok=True)
-    extra = {"evaluation": name, "dataset": evaluation.dataset, "split": evaluation.split,
-             "protocol": evaluation.protocol, "step": step, "num_examples": len(outcome.ids)}
-    written = write_metrics_tables(folder, rows, extra=extra)
-    per_image_path = os.path.join(folder, "per_image.csv")
-    names = sorted(outcome.per_image)
-    with open(per_image_path, "w", encoding="utf-8") as handle:
-        handle.write(",".join(["id", *names]) + "\n")
-        for index, example_id in enumerate(outcome.ids):
-            handle.write(",".join([example_id, *(repr(float(outcome.per_image[n][index])) for n in names)]) + "\n")
-    written.append(per_image_path)
-    unit = "disparity" if evaluation.protocol == "ddff12" else "m"
-    for index, example in enumerate(outcome.examples):
-        written.append(save_example_panel(os.path.join(folder, f"panel_{index:02d}.png"), example, unit=unit,
-                                          title=f"{name} {example.example_id} (step {step})"))
-    say(f"== wrote {len(written)} files to {folder}")
-    say("\n" + open(os.path.join(folder, "metrics.md"), encoding="utf-8").read())
-    return written

@@ -11,7 +11,7 @@
 Padding: DDFF-12 images (383 × 552) are padded to a multiple of 32 (384 × 576) and the prediction cropped
 back; `DualFocusNet` does exactly that inside (edge padding, crop to the input size), so every protocol
 feeds full-size images and compares at the input size. Metrics are per image, then averaged over images
-(`dualfocus_jax.metrics`).
+(`dualfocus_jax.evaluation.metrics`).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ MASK_RULES = ("valid", "positive", "nyuv2_range", "nonzero")
 
 @dataclasses.dataclass(frozen=True)
 class EvalProtocol:
-    """name; slice_sampling ("all" or "linspace", see `augment.slice_indices`); mask_rule (MASK_RULES);
+    """name; slice_sampling ("all" or "linspace", see `model_inputs.slice_indices`); mask_rule (MASK_RULES);
     clip_range: (low, high) applied to prediction and ground truth before the metrics, or None."""
 
     name: str

@@ -11,12 +11,10 @@ from __future__ import annotations
 import os
 
 import matplotlib
+import numpy as np
+from matplotlib.figure import Figure  # no pyplot: files only, no backend chosen at import (notebooks keep theirs)
 
-matplotlib.use("Agg")  # files only: no display on servers or in CI
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from dualfocus_jax.training.evaluate import EvaluatedExample  # noqa: E402
+from dualfocus_jax.evaluation.evaluate import EvaluatedExample
 
 _CURVE_COLOURS = ("tab:green", "tab:orange", "tab:red")
 
@@ -50,7 +48,8 @@ def save_example_panel(path: str | os.PathLike, example: EvaluatedExample, *, un
                                                                            1e-6)), unit)]
     columns = len(slice_picks) + len(maps) + 1
     height, width = example.depth_HW.shape
-    figure, axes = plt.subplots(1, columns, figsize=(2.6 * columns, 2.6 * height / width + 0.9), squeeze=False)
+    figure = Figure(figsize=(2.6 * columns, 2.6 * height / width + 0.9))
+    axes = figure.subplots(1, columns, squeeze=False)
     axes = axes[0]
     for axis, index in zip(axes, slice_picks):
         axis.imshow(np.clip(example.stack_SHWC[index], 0, 1))
@@ -58,7 +57,7 @@ def save_example_panel(path: str | os.PathLike, example: EvaluatedExample, *, un
         axis.axis("off")
     probes = probe_pixels(example)
     for axis, (name, array, cmap, (vmin, vmax), label) in zip(axes[len(slice_picks):], maps):
-        colours = plt.get_cmap(cmap).with_extremes(bad="0.6")  # unscored pixels grey
+        colours = matplotlib.colormaps[cmap].with_extremes(bad="0.6")  # unscored pixels grey
         image = axis.imshow(np.ma.masked_invalid(array), cmap=colours, vmin=vmin, vmax=vmax)
         figure.colorbar(image, ax=axis, fraction=0.046, pad=0.03).set_label(label, fontsize=7)
         axis.set_title(name, fontsize=8)
@@ -78,5 +77,4 @@ def save_example_panel(path: str | os.PathLike, example: EvaluatedExample, *, un
     figure.suptitle(title or example.example_id, fontsize=9)
     figure.tight_layout()
     figure.savefig(path, dpi=90)
-    plt.close(figure)
     return os.fspath(path)

@@ -1,9 +1,10 @@
 """Evaluation of a trained DualFocusNet (and of the classical baseline) on one split under its protocol.
 
-Every function here is host-driven and per process: each process evaluates the whole split with its own
-copy of the parameters (evaluation is a small fraction of training time for the splits of this project)
-and process 0 writes the reports. Predictions are compared in the dataset's own unit: inputs are scaled by
-the eval config's `depth_scale` (as in training) and predictions divided by it before the metrics.
+Every function here is host-driven: each process reads the whole split, and with a mesh each batch is
+split over its devices (the parameters go to the devices once per evaluation; every process gets the whole
+prediction back) and process 0 writes the reports. Predictions are compared in the dataset's own unit:
+inputs are scaled by the eval config's `depth_scale` (as in training) and predictions divided by it before
+the metrics.
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ from collections.abc import Callable, Iterator, Sequence
 
 import jax
 import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from dualfocus_jax.classical import estimate_depth_classical
-from dualfocus_jax.metrics import METRIC_NAMES, average_uncertainty, depth_metrics_per_image
+from dualfocus_jax.evaluation.metrics import METRIC_NAMES, average_uncertainty, depth_metrics_per_image
+from dualfocus_jax.evaluation.protocols import EvalProtocol, clipped_for_metrics, evaluation_mask
 from dualfocus_jax.model import FAST_COMPILE_OPTIONS, DualFocusConfig, DualFocusNet
-from dualfocus_jax.training.augment import evaluation_example
-from dualfocus_jax.training.eval_protocols import EvalProtocol, clipped_for_metrics, evaluation_mask
+from dualfocus_jax.model_inputs import evaluation_example
 
 REPORTED_METRICS = METRIC_NAMES + ("avg_unc",)
 
@@ -49,24 +51,67 @@ class EvaluationResult:
     examples: list[EvaluatedExample]
 
 
-def prediction_function(model_config: DualFocusConfig, *, fast_compile: bool = False) -> Callable:
+def prediction_function(model_config: DualFocusConfig, *, mesh: Mesh | None = None,
+                        fast_compile: bool = False) -> Callable:
     """A jitted `predict(params, stack_BSHWC, focus_BS) -> {depth, uncertainty, prob}` (inference mode);
-    `fast_compile` as in `train_step.make_train_step`."""
+    `fast_compile` as in `train_step.make_train_step`.
+
+    With a `mesh`, the batch is split over its devices along the leading axis (B must be a multiple of the
+    device count: `evaluation_batches` pads to one) and the outputs come back whole on every process; params
+    are expected replicated on the mesh (`placed_params`), so no call sends them again."""
     model = DualFocusNet(model_config)
+    options = FAST_COMPILE_OPTIONS if fast_compile else None
 
     def predict(params, stack, focus):
         outputs = model.apply(params, stack, focus, train=False)
         return {key: outputs[key] for key in ("depth", "uncertainty", "prob")}
 
-    return jax.jit(predict, compiler_options=FAST_COMPILE_OPTIONS if fast_compile else None)
+    if mesh is None:
+        return jax.jit(predict, compiler_options=options)
+    return ShardedPrediction(predict, mesh, options)
 
 
-def evaluation_batches(records: Sequence, eval_config, protocol: EvalProtocol) -> Iterator[tuple[list[str], dict, int]]:
+class ShardedPrediction:
+    """`predict` jitted over a mesh: the batch's rows split over the devices, outputs whole on every process."""
+
+    def __init__(self, predict: Callable, mesh: Mesh, compiler_options=None):
+        self.mesh = mesh
+        self.split, whole = batch_and_replicated(mesh)
+        self.jitted = jax.jit(predict, in_shardings=(whole, self.split, self.split), out_shardings=whole,
+                              compiler_options=compiler_options)
+
+    def __call__(self, params, stack, focus):
+        return self.jitted(params, self.on_devices(stack), self.on_devices(focus))
+
+    def on_devices(self, array) -> jax.Array:
+        """The global array of a batch every process holds whole: each local device is sent its rows."""
+        array = np.asarray(array)
+        shards = [jax.device_put(array[index], device)
+                  for device, index in self.split.addressable_devices_indices_map(array.shape).items()]
+        return jax.make_array_from_single_device_arrays(array.shape, self.split, shards)
+
+
+def batch_and_replicated(mesh: Mesh) -> tuple[NamedSharding, NamedSharding]:
+    """(leading axis split over all of the mesh's axes, a whole copy on every device)."""
+    return NamedSharding(mesh, PartitionSpec(mesh.axis_names)), NamedSharding(mesh, PartitionSpec())
+
+
+def placed_params(params, mesh: Mesh | None):
+    """`params` on the devices once, replicated over `mesh` (or on the default device); arrays already placed
+    so stay where they are."""
+    if mesh is None:
+        return jax.device_put(params)
+    return jax.device_put(params, batch_and_replicated(mesh)[1])
+
+
+def evaluation_batches(records: Sequence, eval_config, protocol: EvalProtocol, *,
+                       multiple: int = 1) -> Iterator[tuple[list[str], dict, int]]:
     """Yields (ids, batch, real) with up to `eval_config.batch_size` consecutive same-shape examples; a
     short batch is padded by repeating its last example (one compiled shape per image size) and `real` says
-    how many rows are real. Stops after `eval_config.max_examples` examples (0 = all)."""
+    how many rows are real. Batches have a multiple of `multiple` rows (the devices they are split over).
+    Stops after `eval_config.max_examples` examples (0 = all)."""
     limit = len(records) if int(eval_config.max_examples) <= 0 else min(len(records), int(eval_config.max_examples))
-    batch_size = int(eval_config.batch_size)
+    batch_size = -(-int(eval_config.batch_size) // multiple) * multiple
     pending: list[tuple[str, dict]] = []
 
     def flush():
@@ -116,12 +161,15 @@ def evaluate_model(params, model_config: DualFocusConfig, records: Sequence, eva
     """Metrics of `params` on `records` under `protocol` (eval_config: num_slices, batch_size, max_examples,
     depth_scale). `progress(done, total)` is called after every batch."""
     predict = predict or prediction_function(model_config)
+    mesh = predict.mesh if isinstance(predict, ShardedPrediction) else None
+    params = placed_params(params, mesh)
     scale = float(eval_config.depth_scale)
     total = len(records) if int(eval_config.max_examples) <= 0 else min(len(records), int(eval_config.max_examples))
     per_image: dict[str, list] = {}
     ids: list[str] = []
     kept: list[EvaluatedExample] = []
-    for batch_ids, batch, real in evaluation_batches(records, eval_config, protocol):
+    multiple = mesh.devices.size if mesh is not None else 1
+    for batch_ids, batch, real in evaluation_batches(records, eval_config, protocol, multiple=multiple):
         outputs = jax.device_get(predict(params, batch["stack"], batch["focus"]))
         # Back to the dataset's unit: the model saw focus and depth multiplied by depth_scale.
         depth = outputs["depth"][:real] / scale

@@ -1,11 +1,15 @@
-"""Metrics tables for people and programs: Markdown, CSV and JSON from rows of named metrics."""
+"""Metrics tables for people and programs (Markdown, CSV and JSON from rows of named metrics) and the report
+folder of one evaluation (tables, per-image CSV, panels)."""
 
 from __future__ import annotations
 
 import csv
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+
+from dualfocus_jax.evaluation.evaluate import EvaluationResult
+from dualfocus_jax.evaluation.panels import save_example_panel
 
 # Column order and number formats of the literature's tables.
 _COLUMN_FORMATS = {
@@ -66,3 +70,25 @@ def rows_from_arrays(rows: Mapping[str, Mapping[str, object]]) -> dict[str, dict
     """Converts metric values that are 0-d arrays (numpy or jax) into plain floats."""
     return {name: {k: float(v) for k, v in values.items()} for name, values in rows.items()}
 
+
+def write_evaluation_report(folder: str, name: str, evaluation, outcome: EvaluationResult, rows: dict,
+                            step: int, *, say: Callable[[str], None] = print) -> list[str]:
+    """metrics.{json,csv,md} (one row per method), per_image.csv and the PNG panels of one evaluation."""
+    os.makedirs(folder, exist_ok=True)
+    extra = {"evaluation": name, "dataset": evaluation.dataset, "split": evaluation.split,
+             "protocol": evaluation.protocol, "step": step, "num_examples": len(outcome.ids)}
+    written = write_metrics_tables(folder, rows, extra=extra)
+    per_image_path = os.path.join(folder, "per_image.csv")
+    names = sorted(outcome.per_image)
+    with open(per_image_path, "w", encoding="utf-8") as handle:
+        handle.write(",".join(["id", *names]) + "\n")
+        for index, example_id in enumerate(outcome.ids):
+            handle.write(",".join([example_id, *(repr(float(outcome.per_image[n][index])) for n in names)]) + "\n")
+    written.append(per_image_path)
+    unit = "disparity" if evaluation.protocol == "ddff12" else "m"
+    for index, example in enumerate(outcome.examples):
+        written.append(save_example_panel(os.path.join(folder, f"panel_{index:02d}.png"), example, unit=unit,
+                                          title=f"{name} {example.example_id} (step {step})"))
+    say(f"== wrote {len(written)} files to {folder}")
+    say("\n" + metrics_markdown(rows) + "\n")
+    return written

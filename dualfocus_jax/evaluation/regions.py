@@ -3,7 +3,7 @@
 DualFocus claims its constraints help most where a focus measure is misleading: at depth discontinuities
 (blur from the far side bleeds over the edge) and on fine texture (strong image gradients that are not depth
 edges). These masks pick those pixels from ground truth and the all-in-focus image, so that
-`dualfocus_jax.metrics` can be computed on them alone:
+`dualfocus_jax.evaluation.metrics` can be computed on them alone:
 
 * depth edges: pixels whose ground-truth depth differs from a 4-neighbour by more than `relative_jump` of the
   focus range (unit free), widened by `radius` pixels on both sides, within the valid mask;
@@ -15,10 +15,16 @@ The two are disjoint by construction; pixels in neither are smooth, untextured s
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
+import jax.numpy as jnp
 import numpy as np
 from scipy import ndimage
 
+from dualfocus_jax.evaluation.metrics import depth_metrics_per_image
+
 LUMINANCE_WEIGHTS = np.array([0.299, 0.587, 0.114], np.float32)
+REGIONS = ("all", "depth_edges", "fine_texture")
 
 
 def depth_edge_mask(depth_gt_HW, valid_HW, depth_range: float, *, relative_jump: float = 0.05,
@@ -73,3 +79,15 @@ def region_masks(depth_gt_HW, valid_HW, image_HWC, depth_range: float) -> dict[s
     valid = np.asarray(valid_HW, bool) & np.isfinite(np.asarray(depth_gt_HW, np.float64))
     edges = depth_edge_mask(depth_gt_HW, valid, depth_range)
     return {"all": valid, "depth_edges": edges, "fine_texture": fine_texture_mask(image_HWC, valid, edges)}
+
+
+def region_metrics_per_image(pred_BHW, gt_BHW, masks: Mapping[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
+    """{region: {metric: (B,) values per image, "pixels": (B,) pixel counts}} of the depth metrics on each
+    region's (B, H, W) mask of `masks` (an image without pixels in a region has NaN metrics there)."""
+    scores = {}
+    for region, mask in masks.items():
+        mask = np.asarray(mask, bool)
+        values = depth_metrics_per_image(jnp.asarray(pred_BHW), jnp.asarray(gt_BHW), jnp.asarray(mask))
+        scores[region] = {name: np.asarray(value) for name, value in values.items()}
+        scores[region]["pixels"] = mask.reshape(len(mask), -1).sum(-1)
+    return scores
