@@ -120,3 +120,12 @@ def test_cycle_finder_finds_a_circle():
 def test_no_modules_import_each_other_in_a_circle():
     found = cycles(import_graph())
     assert not found, "modules that import each other in a circle:\n" + "\n".join(" <-> ".join(c) for c in found)
+
+
+def test_evaluation_imports_nothing_from_training():
+    # The training loop runs the evaluators; evaluation must stand alone (notebooks, experiments, benchmarks).
+    graph = import_graph()
+    offences = [f"{module} imports {target}" for module, targets in graph.items()
+                if module.startswith(f"{LIBRARY}.evaluation") for target in targets
+                if target.startswith(f"{LIBRARY}.training")]
+    assert not offences, "\n".join(offences)
