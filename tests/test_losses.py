@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dualfocus_jax.model import model_config
+from dualfocus_jax.model import DualFocusOutput, model_config
 from dualfocus_jax.model.losses import (
     depth_loss,
     depth_supervision_mask,
@@ -161,11 +161,12 @@ def _fake_outputs(rng, b=1, s=3, h=32, w=32, spatial=True):
     logits = rng.normal(size=(b, s, h, w)).astype(np.float32)
     prob = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
     depth = np.einsum("bshw,bs->bhw", prob, focus)
-    outputs = dict(depth=jnp.asarray(depth), prob=jnp.asarray(prob), focus_positions=jnp.asarray(focus),
-                   depth_levels=[jnp.asarray(depth + 0.1 * i) for i in range(4)])
-    if spatial:
-        outputs["surface_gradients"] = jnp.asarray(rng.normal(size=(b, s, 2, 2, 2)).astype(np.float32))
-    return outputs
+    gradients = jnp.asarray(rng.normal(size=(b, s, 2, 2, 2)).astype(np.float32)) if spatial else None
+    # uncertainty and all_in_focus are not read by the loss: zeros of the right shapes.
+    return DualFocusOutput(depth=jnp.asarray(depth), uncertainty=jnp.zeros((b, h, w)), prob=jnp.asarray(prob),
+                           all_in_focus=jnp.zeros((b, h, w, 3)),
+                           depth_levels=[jnp.asarray(depth + 0.1 * i) for i in range(4)],
+                           focus_positions=jnp.asarray(focus), surface_gradients=gradients)
 
 
 def test_total_loss_is_the_weighted_sum_of_its_components():

@@ -38,12 +38,12 @@ def test_bfloat16_keeps_float32_parameters_and_outputs_and_float32_depth(two_pla
     full = _outputs(params, config, stack)
     half = _outputs(params, dataclasses.replace(config, dtype="bfloat16"), stack)
     for key in ("depth", "uncertainty", "prob", "all_in_focus"):
-        assert half[key].dtype == jnp.float32, key
-    np.testing.assert_allclose(np.asarray(half["prob"]).sum(axis=1), 1.0, atol=1e-5)
-    difference = np.sqrt(np.mean((np.asarray(half["depth"]) - np.asarray(full["depth"])) ** 2))
+        assert getattr(half, key).dtype == jnp.float32, key
+    np.testing.assert_allclose(np.asarray(half.prob).sum(axis=1), 1.0, atol=1e-5)
+    difference = np.sqrt(np.mean((np.asarray(half.depth) - np.asarray(full.depth)) ** 2))
     assert difference < 0.01 * (FOCUS_M[-1] - FOCUS_M[0])  # bfloat16 features, float32 softmax and expectation
-    error_full = np.sqrt(np.mean((np.asarray(full["depth"][0]) - truth) ** 2))
-    error_half = np.sqrt(np.mean((np.asarray(half["depth"][0]) - truth) ** 2))
+    error_full = np.sqrt(np.mean((np.asarray(full.depth[0]) - truth) ** 2))
+    error_half = np.sqrt(np.mean((np.asarray(half.depth[0]) - truth) ** 2))
     assert error_half < 1.05 * error_full + 0.005
 
 

@@ -49,30 +49,30 @@ def test_output_shapes_and_ranges():
     # 45×61 is padded to 64×64 inside and every output is cropped back to 45×61.
     stack, focus = _stack()
     out = _apply(False)(_params(), stack, focus)
-    assert out["depth"].shape == (B, H, W)
-    assert out["uncertainty"].shape == (B, H, W)
-    assert out["prob"].shape == (B, S, H, W)
-    assert out["all_in_focus"].shape == (B, H, W, 3)
-    assert [d.shape for d in out["depth_levels"]] == [(B, H, W)] * 4
-    assert out["surface_gradients"].shape == (B, S, 4, 4, 2)  # the padded 64×64 grid at 1/16
-    assert out["focus_positions"].shape == (B, S)
-    prob = np.asarray(out["prob"])
+    assert out.depth.shape == (B, H, W)
+    assert out.uncertainty.shape == (B, H, W)
+    assert out.prob.shape == (B, S, H, W)
+    assert out.all_in_focus.shape == (B, H, W, 3)
+    assert [d.shape for d in out.depth_levels] == [(B, H, W)] * 4
+    assert out.surface_gradients.shape == (B, S, 4, 4, 2)  # the padded 64×64 grid at 1/16
+    assert out.focus_positions.shape == (B, S)
+    prob = np.asarray(out.prob)
     np.testing.assert_allclose(prob.sum(axis=1), 1.0, atol=1e-5)
-    depth = np.asarray(out["depth"])
+    depth = np.asarray(out.depth)
     assert np.isfinite(depth).all()
     assert np.all(depth >= np.asarray(focus).min(1)[:, None, None] - 1e-5)
     assert np.all(depth <= np.asarray(focus).max(1)[:, None, None] + 1e-5)
     np.testing.assert_allclose(depth, np.einsum("bshw,bs->bhw", prob, np.asarray(focus)), rtol=1e-5)
     sigma = np.sqrt(np.einsum("bshw,bshw->bhw", prob, (depth[:, None] - np.asarray(focus)[:, :, None, None]) ** 2))
-    np.testing.assert_allclose(np.asarray(out["uncertainty"]), sigma, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(out.uncertainty), sigma, rtol=1e-4, atol=1e-5)
     aif = np.einsum("bshw,bshwc->bhwc", prob, np.asarray(stack))
-    np.testing.assert_allclose(np.asarray(out["all_in_focus"]), aif, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(out.all_in_focus), aif, rtol=1e-5, atol=1e-6)
 
 
 def test_inference_projection_makes_every_focus_curve_unimodal():
     stack, focus = _stack()
-    raw = np.asarray(_apply(True)(_params(), stack, focus)["prob"])
-    projected = np.asarray(_apply(False)(_params(), stack, focus)["prob"])
+    raw = np.asarray(_apply(True)(_params(), stack, focus).prob)
+    projected = np.asarray(_apply(False)(_params(), stack, focus).prob)
     assert not _numpy_is_unimodal(raw).all()  # precondition: the untrained network is multi-modal somewhere
     assert _numpy_is_unimodal(projected).all()
     np.testing.assert_allclose(projected.sum(axis=1), 1.0, atol=1e-5)
@@ -85,7 +85,8 @@ def test_slice_order_does_not_matter():
     out = _apply(False)(_params(), stack, focus)
     shuffled = _apply(False)(_params(), stack[:, permutation], focus[:, permutation])
     for key in ("depth", "uncertainty", "prob", "all_in_focus", "focus_positions", "surface_gradients"):
-        np.testing.assert_allclose(np.asarray(shuffled[key]), np.asarray(out[key]), rtol=1e-6, atol=1e-6, err_msg=key)
+        np.testing.assert_allclose(np.asarray(getattr(shuffled, key)), np.asarray(getattr(out, key)),
+                                   rtol=1e-6, atol=1e-6, err_msg=key)
     assert not np.allclose(np.asarray(stack[:, permutation]), np.asarray(stack))  # the permutation did move slices
 
 
@@ -94,8 +95,8 @@ def test_focus_unit_only_scales_the_depth():
     stack, focus = _stack()
     out = _apply(False)(_params(), stack, focus)
     out_mm = _apply(False)(_params(), stack, focus * 1000.0)
-    np.testing.assert_allclose(np.asarray(out_mm["prob"]), np.asarray(out["prob"]), atol=1e-6)
-    np.testing.assert_allclose(np.asarray(out_mm["depth"]), 1000.0 * np.asarray(out["depth"]), rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(out_mm.prob), np.asarray(out.prob), atol=1e-6)
+    np.testing.assert_allclose(np.asarray(out_mm.depth), 1000.0 * np.asarray(out.depth), rtol=1e-5)
 
 
 def test_examples_in_a_batch_are_independent():
@@ -104,8 +105,8 @@ def test_examples_in_a_batch_are_independent():
     other, _ = _stack(seed=2)
     mixed = other.at[1].set(stack[1])  # example 0 changes, example 1 stays
     out_mixed = _apply(False)(_params(), mixed, focus)
-    np.testing.assert_allclose(np.asarray(out_mixed["depth"][1]), np.asarray(out["depth"][1]), rtol=1e-5, atol=1e-6)
-    assert not np.allclose(np.asarray(out_mixed["depth"][0]), np.asarray(out["depth"][0]))
+    np.testing.assert_allclose(np.asarray(out_mixed.depth[1]), np.asarray(out.depth[1]), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(np.asarray(out_mixed.depth[0]), np.asarray(out.depth[0]))
 
 
 @pytest.mark.parametrize(

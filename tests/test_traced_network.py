@@ -39,7 +39,7 @@ def _stack(seed, shape=(3, 32, 32, 3)):
 def _reference(params, config, images):
     order = jnp.arange(images.shape[0], dtype=jnp.float32)[None]
     outputs = DualFocusNet(config).apply(params, images[None], order, train=False)
-    return np.asarray(outputs["prob"][0]), np.asarray(outputs["all_in_focus"][0])
+    return np.asarray(outputs.prob[0]), np.asarray(outputs.all_in_focus[0])
 
 
 def test_a_stored_program_is_reused_without_tracing_and_matches_the_model(traced_dir, tiny_model, monkeypatch):

@@ -64,7 +64,7 @@ def prediction_function(model_config: DualFocusConfig, *, mesh: Mesh | None = No
 
     def predict(params, stack, focus):
         outputs = model.apply(params, stack, focus, train=False)
-        return {key: outputs[key] for key in ("depth", "uncertainty", "prob")}
+        return {"depth": outputs.depth, "uncertainty": outputs.uncertainty, "prob": outputs.prob}
 
     if mesh is None:
         return jax.jit(predict, compiler_options=options)

@@ -62,7 +62,7 @@ def _forward(params, config: DualFocusConfig, images_SHWC):
     # order it was trained on) and the expectation is redone outside in the working units.
     order = jnp.arange(s, dtype=jnp.float32)[None]
     outputs = DualFocusNet(config).apply(params, images_SHWC[None], order, train=False)
-    return outputs["prob"][0], outputs["all_in_focus"][0]
+    return outputs.prob[0], outputs.all_in_focus[0]
 
 
 def _load_or_trace(key: str, params, config: DualFocusConfig, images_SHWC):

@@ -6,7 +6,7 @@
     config = model_config(size="small", variant="dualfocus")
     model = DualFocusNet(config)
     params = initial_params(config, jax.random.key(0))
-    outputs = model.apply(params, stack_BSHWC, focus_BS, train=True)
+    outputs = model.apply(params, stack_BSHWC, focus_BS, train=True)  # a DualFocusOutput: outputs.depth, ...
     total, components = dualfocus_loss(outputs, depth_gt_BHW, valid_BHW, config)
 """
 
@@ -14,6 +14,7 @@ from dualfocus_jax.model.compile_options import FAST_COMPILE_OPTIONS
 from dualfocus_jax.model.config import SIZES, VARIANTS, DualFocusConfig, model_config
 from dualfocus_jax.model.dualfocus import (
     DualFocusNet,
+    DualFocusOutput,
     abstract_params,
     initial_params,
     parameter_count,
@@ -34,6 +35,7 @@ __all__ = [
     "DualFocusConfig",
     "FAST_COMPILE_OPTIONS",
     "DualFocusNet",
+    "DualFocusOutput",
     "abstract_params",
     "depth_loss",
     "dualfocus_loss",

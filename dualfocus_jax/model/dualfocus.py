@@ -16,6 +16,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from flax import struct
 
 from dualfocus_jax.model.compile_options import FAST_COMPILE_OPTIONS
 from dualfocus_jax.model.config import PAD_MULTIPLE, DualFocusConfig
@@ -81,6 +82,35 @@ def depth_uncertainty(prob_BSHW: jax.Array, focus_BS: jax.Array, depth_BHW: jax.
     return jnp.where(positive, jnp.sqrt(jnp.where(positive, variance, 1.0)), 0.0)
 
 
+@struct.dataclass
+class DualFocusOutput:
+    """What `DualFocusNet` returns; a pytree, so `jax.jit`, `jax.device_get` and `jax.export` see its arrays.
+
+    Every slice axis is in ascending focus order, the order of `focus_positions`.
+
+    Attributes:
+      depth: (B, H, W) Σ_n p_n f_n, in the unit of the focus positions.
+      uncertainty: (B, H, W) sqrt(Σ_n p_n (depth − f_n)²), same unit.
+      prob: (B, S, H, W) focus probabilities of the finest level (unimodal-projected at inference if the
+        config asks for it).
+      all_in_focus: (B, H, W, 3) Σ_n p_n I_n.
+      depth_levels: list of 4 (B, H, W) depths of the deep-supervision levels at input resolution, finest
+        first (unprojected, for L_depth).
+      focus_positions: (B, S) the sorted focus positions.
+      surface_gradients: (B, S, h, w, 2) θ output on the padded grid at 1/solver_stride, x (along W) then y
+        (along H) unit-free gradient per solver pixel, for L_sv; None for configs without the spatial branch
+        (`use_spatial=False`: the no_spatial, dfv and fv variants).
+    """
+
+    depth: jax.Array
+    uncertainty: jax.Array
+    prob: jax.Array
+    all_in_focus: jax.Array
+    depth_levels: list[jax.Array]
+    focus_positions: jax.Array
+    surface_gradients: jax.Array | None = None
+
+
 class DualFocusNet(nn.Module):
     """The DualFocus network; all sizes and variants come from `config` (see `config.py`).
 
@@ -89,23 +119,13 @@ class DualFocusNet(nn.Module):
       focus_BS: (B, S) focus position of each slice, any unit, any order (sorted with the slices inside).
       train: True skips the inference-time unimodal projection (the training penalty L_fv needs the raw p).
 
-    Returns a dict (slice axes in ascending focus order):
-      depth: (B, H, W) Σ_n p_n f_n, in the unit of the focus positions.
-      uncertainty: (B, H, W) sqrt(Σ_n p_n (depth − f_n)²), same unit.
-      prob: (B, S, H, W) focus probabilities of the finest level (unimodal-projected at inference if the
-        config asks for it).
-      all_in_focus: (B, H, W, 3) Σ_n p_n I_n.
-      depth_levels: list of 4 (B, H, W) depths of the deep-supervision levels at input resolution, finest
-        first (unprojected, for L_depth).
-      focus_positions: (B, S) the sorted focus positions, the order of every slice axis above.
-      surface_gradients (spatial variants only): (B, S, h, w, 2) θ output on the padded grid at
-        1/solver_stride, x (along W) then y (along H) unit-free gradient per solver pixel, for L_sv.
+    Returns a `DualFocusOutput` (slice axes in ascending focus order).
     """
 
     config: DualFocusConfig
 
     @nn.compact
-    def __call__(self, stack_BSHWC: jax.Array, focus_BS: jax.Array, *, train: bool) -> dict:
+    def __call__(self, stack_BSHWC: jax.Array, focus_BS: jax.Array, *, train: bool) -> DualFocusOutput:
         cfg = self.config
         b, s, h, w = validate_inputs(stack_BSHWC, focus_BS)
         stack, focus = sorted_by_focus(stack_BSHWC.astype(jnp.float32), focus_BS.astype(jnp.float32))
@@ -120,12 +140,12 @@ class DualFocusNet(nn.Module):
                                      cfg.pyramid_pool_grids, cfg.norm_groups, compute, name="encoder")(images, s)
         volumes = [enhanced_focal_volume(f.reshape(b, s, *f.shape[1:]), cfg.volume_mode) for f in features]
 
-        outputs = {}
+        surface_gradients = None
         if cfg.use_spatial:
             level = cfg.surface_level
             spatial = SpatialBranch(cfg, name="spatial_branch")(volumes[0], volumes[level])
             volumes[level] = jnp.concatenate([volumes[level], spatial["surfaces"].astype(compute)], axis=-1)
-            outputs["surface_gradients"] = spatial["surface_gradients"]
+            surface_gradients = spatial["surface_gradients"]
 
         costs = FocalDecoder(cfg.decoder_channels, cfg.norm_groups, cfg.conv3d_impl, compute,
                              name="decoder")(tuple(volumes))
@@ -141,15 +161,15 @@ class DualFocusNet(nn.Module):
         if not train and cfg.project_unimodal_at_inference:
             prob = project_unimodal(prob, axis=1)
         depth = expected_depth(prob, focus)
-        outputs.update(
+        return DualFocusOutput(
             depth=depth,
             uncertainty=depth_uncertainty(prob, focus, depth),
             prob=prob,
             all_in_focus=jnp.einsum("bshw,bshwc->bhwc", prob, stack),
             depth_levels=depth_levels,
             focus_positions=focus,
+            surface_gradients=surface_gradients,
         )
-        return outputs
 
 
 def initial_params(config: DualFocusConfig, rng: jax.Array) -> dict:

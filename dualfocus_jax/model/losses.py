@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 
 from dualfocus_jax.model.config import PAD_MULTIPLE, DualFocusConfig
+from dualfocus_jax.model.dualfocus import DualFocusOutput
 from dualfocus_jax.model.padding import pad_spatial, padding_to_multiple
 from dualfocus_jax.variational import focal_unimodality_penalty
 
@@ -154,7 +155,7 @@ def focal_variational_loss(prob_BSHW: jax.Array) -> jax.Array:
     return jnp.mean(focal_unimodality_penalty(prob_BSHW, axis=1)) / pixels
 
 
-def dualfocus_loss(outputs: dict, depth_gt_BHW: jax.Array, valid_BHW: jax.Array,
+def dualfocus_loss(outputs: DualFocusOutput, depth_gt_BHW: jax.Array, valid_BHW: jax.Array,
                    config: DualFocusConfig) -> tuple[jax.Array, dict[str, jax.Array]]:
     """The total training loss and its components.
 
@@ -167,28 +168,28 @@ def dualfocus_loss(outputs: dict, depth_gt_BHW: jax.Array, valid_BHW: jax.Array,
     Returns (total, components) with components "depth", "focal" (reported even when λ_fv = 0), "spatial"
     (spatial variants only) and "total".
     """
-    depth = outputs["depth"]
+    depth = outputs.depth
     if tuple(depth_gt_BHW.shape) != tuple(depth.shape):
         raise ValueError(f"depth_gt has shape {tuple(depth_gt_BHW.shape)}, the prediction {tuple(depth.shape)}; "
                          "pass ground truth at the input resolution, (B, H, W).")
     if tuple(valid_BHW.shape) != tuple(depth.shape):
         raise ValueError(f"valid mask has shape {tuple(valid_BHW.shape)}, expected {tuple(depth.shape)}.")
-    if config.use_spatial and "surface_gradients" not in outputs:
-        raise ValueError("config.use_spatial is set but outputs have no 'surface_gradients'; use the same config "
+    if config.use_spatial and outputs.surface_gradients is None:
+        raise ValueError("config.use_spatial is set but outputs have no surface_gradients; use the same config "
                          "for the model and the loss.")
-    focus = outputs["focus_positions"]
+    focus = outputs.focus_positions
     valid = valid_BHW.astype(bool)
 
     mask = depth_supervision_mask(depth_gt_BHW, valid, focus)
-    components = {"depth": depth_loss(outputs["depth_levels"], depth_gt_BHW, mask,
+    components = {"depth": depth_loss(outputs.depth_levels, depth_gt_BHW, mask,
                                       level_weights=config.level_weights, beta=config.smooth_l1_beta)}
     total = components["depth"]
     if config.use_spatial:
         components["spatial"] = spatial_variational_loss(
-            outputs["surface_gradients"], depth_gt_BHW, valid, focus, stride=config.solver_stride,
+            outputs.surface_gradients, depth_gt_BHW, valid, focus, stride=config.solver_stride,
             tau_rel=config.tau_rel, min_valid_fraction=config.gt_min_valid_fraction)
         total = total + config.lambda_sv * components["spatial"]
-    components["focal"] = focal_variational_loss(outputs["prob"])
+    components["focal"] = focal_variational_loss(outputs.prob)
     total = total + config.lambda_fv * components["focal"]
     components["total"] = total
     return total, components
