@@ -15,68 +15,66 @@ checkpoint, alignment, timings). The logic lives in `dualfocus_jax.inference`.
 
 from __future__ import annotations
 
-import argparse
 import sys
+from collections.abc import Sequence
 
+from absl import flags
+
+from dualfocus_jax.command_flags import parse_flags
 from dualfocus_jax.inference.focus_units import FOCUS_ORDERS, FOCUS_UNITS
 from dualfocus_jax.inference.point_cloud import DEFAULT_FOV_DEG
 
-
-def argument_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dualfocus-predict", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--stack", required=True, help="folder of the slices (jpg/png/tif), one per focus setting")
-    parser.add_argument("--out", required=True, help="folder for the outputs (created; one run at a time)")
-    parser.add_argument("--focus_distances", default=None,
-                        help="comma list (one per image, natural file-name order; a unit suffix such as 0.5m, 50cm "
-                             "or 2D is allowed) or a text file with one value per line; default: "
-                             "focus_distances.txt in --stack, else decimals in the file names, else EXIF")
-    parser.add_argument("--focus_unit", default=None, choices=FOCUS_UNITS,
-                        help="what the focus values are: distance from the camera (> 0), diopter (1/m, 0 = "
-                             "infinity, may be negative) or disparity (any sign, larger = nearer); depth comes out "
-                             "in the same unit (default: the values' own unit suffix, else distance)")
-    parser.add_argument("--focus_order", default=None, choices=FOCUS_ORDERS,
-                        help="for a stack with no focus values: the file-name order of the slices; gives relative "
-                             "depth in slice units (0 = nearest slice)")
-    parser.add_argument("--unit", default=None,
-                        help="name of the unit of the focus values, for labels (default: m for distances, D for "
-                             "diopters)")
-    parser.add_argument("--checkpoint", default=None,
-                        help="exported checkpoint folder (default: the shipped model, dualfocus_jax/pretrained/"
-                             "small_synthetic)")
-    parser.add_argument("--method", default="network", choices=("network", "classical"),
-                        help="network (the DualFocus checkpoint) or classical (focus measure + refinement)")
-    parser.add_argument("--max_size", type=int, default=640,
-                        help="longer image side of the working resolution in pixels; the outputs are upsampled "
-                             "to the photos' own pixel grid")
-    parser.add_argument("--full_resolution", action="store_true",
-                        help="predict at the photos' full resolution instead (slow, memory-hungry)")
-    parser.add_argument("--align", dest="align", action="store_true", default=True,
-                        help="register the slices (scale + shift) before predicting")
-    parser.add_argument("--noalign", dest="align", action="store_false", help="use the slices as they are")
-    parser.add_argument("--ply", action="store_true",
-                        help="also write a coloured point cloud points.ply (distances and diopters only)")
-    parser.add_argument("--fov_deg", type=float, default=DEFAULT_FOV_DEG,
-                        help="horizontal field of view for --ply, degrees")
-    parser.add_argument("--compilation_cache_dir", default=None,
-                        help="folder of the persistent compilation cache (default: $DUALFOCUS_JAX_CACHE_DIR, else "
-                             "~/.cache/dualfocus_jax/xla); repeated runs skip compiling the network")
-    parser.add_argument("--nocompilation_cache", dest="compilation_cache", action="store_false", default=True,
-                        help="do not use the persistent compilation cache")
-    return parser
+PROGRAM = "dualfocus-predict"
+FLAGS = flags.FlagValues()  # the predictor's own (dualfocus_jax.command_flags says why)
+flags.DEFINE_string("stack", None, "folder of the slices (jpg/png/tif), one per focus setting", required=True,
+                    flag_values=FLAGS)
+flags.DEFINE_string("out", None, "folder for the outputs (created; one run at a time)", required=True,
+                    flag_values=FLAGS)
+flags.DEFINE_string("focus_distances", None,
+                    "comma list (one per image, natural file-name order; a unit suffix such as 0.5m, 50cm or 2D is "
+                    "allowed) or a text file with one value per line; default: focus_distances.txt in --stack, else "
+                    "decimals in the file names, else EXIF", flag_values=FLAGS)
+flags.DEFINE_enum("focus_unit", None, FOCUS_UNITS,
+                  "what the focus values are: distance from the camera (> 0), diopter (1/m, 0 = infinity, may be "
+                  "negative) or disparity (any sign, larger = nearer); depth comes out in the same unit (default: "
+                  "the values' own unit suffix, else distance)", flag_values=FLAGS)
+flags.DEFINE_enum("focus_order", None, FOCUS_ORDERS,
+                  "for a stack with no focus values: the file-name order of the slices; gives relative depth in "
+                  "slice units (0 = nearest slice)", flag_values=FLAGS)
+flags.DEFINE_string("unit", None, "name of the unit of the focus values, for labels (default: m for distances, D for "
+                    "diopters)", flag_values=FLAGS)
+flags.DEFINE_string("checkpoint", None, "exported checkpoint folder (default: the shipped model, "
+                    "dualfocus_jax/pretrained/small_synthetic)", flag_values=FLAGS)
+flags.DEFINE_enum("method", "network", ["network", "classical"],
+                  "network (the DualFocus checkpoint) or classical (focus measure + refinement)", flag_values=FLAGS)
+flags.DEFINE_integer("max_size", 640, "longer image side of the working resolution in pixels; the outputs are "
+                     "upsampled to the photos' own pixel grid", flag_values=FLAGS)
+flags.DEFINE_bool("full_resolution", False, "predict at the photos' full resolution instead (slow, memory-hungry)",
+                  flag_values=FLAGS)
+flags.DEFINE_bool("align", True, "register the slices (scale + shift) before predicting; --noalign: use the slices "
+                  "as they are", flag_values=FLAGS)
+flags.DEFINE_bool("ply", False, "also write a coloured point cloud points.ply (distances and diopters only)",
+                  flag_values=FLAGS)
+flags.DEFINE_float("fov_deg", DEFAULT_FOV_DEG, "horizontal field of view for --ply, degrees", flag_values=FLAGS)
+flags.DEFINE_string("compilation_cache_dir", None, "folder of the persistent compilation cache (default: "
+                    "$DUALFOCUS_JAX_CACHE_DIR, else ~/.cache/dualfocus_jax/xla); repeated runs skip compiling the "
+                    "network", flag_values=FLAGS)
+flags.DEFINE_bool("compilation_cache", True, "use the persistent compilation cache; --nocompilation_cache: do not "
+                  "use the persistent compilation cache", flag_values=FLAGS)
 
 
-def main(argv=None) -> int:
-    args = argument_parser().parse_args(argv)
-    # Imports JAX and the model: after --help and argument errors, which then answer at once.
+def main(argv: Sequence[str] | None = None) -> int:
+    """The command; `argv` without the program name (None: the command line). A flag error exits with status 2."""
+    parse_flags(FLAGS, argv, program=PROGRAM, doc=__doc__)
+    # Imports JAX and the model: after --help and flag errors, which then answer at once.
     from dualfocus_jax.inference.pipeline import USER_ERRORS, run_prediction
 
-    cache = (args.compilation_cache_dir or True) if args.compilation_cache else False
+    cache = (FLAGS.compilation_cache_dir or True) if FLAGS.compilation_cache else False
     try:
-        run_prediction(args.stack, args.out, focus_distances=args.focus_distances, checkpoint=args.checkpoint,
-                       max_size=args.max_size, align=args.align, method=args.method, ply=args.ply,
-                       fov_deg=args.fov_deg, unit=args.unit, focus_unit=args.focus_unit,
-                       focus_order=args.focus_order, full_resolution=args.full_resolution,
+        run_prediction(FLAGS.stack, FLAGS.out, focus_distances=FLAGS.focus_distances, checkpoint=FLAGS.checkpoint,
+                       max_size=FLAGS.max_size, align=FLAGS.align, method=FLAGS.method, ply=FLAGS.ply,
+                       fov_deg=FLAGS.fov_deg, unit=FLAGS.unit, focus_unit=FLAGS.focus_unit,
+                       focus_order=FLAGS.focus_order, full_resolution=FLAGS.full_resolution,
                        compilation_cache=cache)
     except USER_ERRORS as error:  # input the command cannot use: one message, no traceback
         print(f"error: {error}", file=sys.stderr)

@@ -64,7 +64,8 @@ def test_dependencies_are_split_into_core_and_extras_consistent_with_requirement
     extras = {extra: {_name(r) for r in requirements} for extra, requirements in
               PYPROJECT["optional-dependencies"].items()}
     assert {"train", "datasets", "notebook"} <= set(extras)
-    assert {"jax", "flax", "orbax-checkpoint", "numpy", "pillow", "openexr", "tifffile", "matplotlib"} <= core
+    assert {"jax", "flax", "orbax-checkpoint", "numpy", "pillow", "openexr", "tifffile", "matplotlib",
+            "absl-py"} <= core
     assert not core & {"tensorflow-datasets", "grain", "pyarrow", "optax", "ml-collections", "ipykernel"}
     assert {"optax", "grain", "tensorflow-datasets", "ml-collections", "tensorboardx"} <= extras["train"]
     assert {"tensorflow-datasets", "h5py"} <= extras["datasets"]
@@ -80,7 +81,8 @@ def test_dependencies_are_split_into_core_and_extras_consistent_with_requirement
 
 def test_every_third_party_import_of_the_predictor_is_a_core_dependency():
     """Imports of dualfocus_jax outside training/ name only core dependencies (or the standard library)."""
-    core_modules = {"jax", "flax", "orbax", "numpy", "scipy", "skimage", "PIL", "matplotlib", "OpenEXR", "tifffile"}
+    core_modules = {"jax", "flax", "orbax", "numpy", "scipy", "skimage", "PIL", "matplotlib", "OpenEXR", "tifffile",
+                    "absl"}
     found = {}
     for folder, _, files in os.walk(os.path.join(REPO, "dualfocus_jax")):
         if os.sep + "training" in folder or "pretrained" in folder:
