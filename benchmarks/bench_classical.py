@@ -7,14 +7,13 @@ Prints a markdown table. Every case runs in a fresh Python subprocess, so that c
 allocator's high-water mark of one case cannot leak into the next:
   - compile: wall time of `jax.jit(f).lower(*inputs).compile()` (tracing + XLA compilation);
   - per call: median wall time of the compiled function over `--repeats` calls (fewer if a single call takes
-    longer than `--time-budget` seconds), each ended by `jax.block_until_ready`;
+    longer than `--time_budget` seconds), each ended by `jax.block_until_ready`;
   - peak memory: `resource.getrusage(RUSAGE_SELF).ru_maxrss` at the end minus its value right after the
     imports, so it counts the inputs (their size is its own column), XLA's buffers and the compiled code.
 """
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import json
 import os
@@ -27,11 +26,13 @@ import time
 
 import jax
 import numpy as np
+from absl import flags
 from scipy import ndimage
 from skimage import data, transform
 
 from benchmarks.machine import cpu_model_name
 from dualfocus_jax.classical import estimate_depth_classical
+from dualfocus_jax.command_flags import parse_flags
 from dualfocus_jax.rendering import NYUV2_CAMERA, render_focal_stack
 from dualfocus_jax.rendering.fft_layered import render_layered_stack
 
@@ -41,6 +42,13 @@ QUICK_SLICES = (3,)
 QUICK_SIZES = (64,)
 WORKLOADS = ("render gaussian", "render layered", "render fft disc", "render fft gaussian", "classical (no refine)",
              "classical (refine 300 it)")
+
+FLAGS = flags.FlagValues()  # this command's own (dualfocus_jax/command_flags.py says why)
+flags.DEFINE_bool("quick", False, "one tiny size (64², S = 3): a smoke run", flag_values=FLAGS)
+flags.DEFINE_integer("repeats", 5, "timed calls per case (after compilation)", lower_bound=1, flag_values=FLAGS)
+flags.DEFINE_float("time_budget", 20.0, "stop timing a case after this many s", flag_values=FLAGS)
+flags.DEFINE_float("case_timeout", 1800.0, "kill a case's subprocess after s", flag_values=FLAGS)
+flags.DEFINE_string("case", None, "internal: run one case (JSON), print one JSON line", flag_values=FLAGS)
 
 
 def _max_rss_mib() -> float:
@@ -116,20 +124,20 @@ def run_case(workload: str, size: int, num_slices: int, repeats: int, time_budge
     )
 
 
-def _run_case_in_subprocess(workload, size, num_slices, args) -> dict:
-    case = dict(workload=workload, size=size, slices=num_slices, repeats=args.repeats, budget=args.time_budget)
-    command = [sys.executable, "-m", "benchmarks.bench_classical", "--case", json.dumps(case)]
+def _run_case_in_subprocess(workload, size, num_slices) -> dict:
+    case = dict(workload=workload, size=size, slices=num_slices, repeats=FLAGS.repeats, budget=FLAGS.time_budget)
+    command = [sys.executable, "-m", "benchmarks.bench_classical", f"--case={json.dumps(case)}"]
     try:
-        completed = subprocess.run(command, capture_output=True, text=True, timeout=args.case_timeout, check=False)
+        completed = subprocess.run(command, capture_output=True, text=True, timeout=FLAGS.case_timeout, check=False)
     except subprocess.TimeoutExpired:
-        return dict(case, error=f"timed out after {args.case_timeout} s")
+        return dict(case, error=f"timed out after {FLAGS.case_timeout} s")
     if completed.returncode != 0:
         last_line = (completed.stderr.strip().splitlines() or ["no output"])[-1]
         return dict(case, error=f"exit {completed.returncode}: {last_line}")
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
-def _header(args) -> str:
+def _header() -> str:
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     return "\n".join(
         [
@@ -155,39 +163,31 @@ def _header(args) -> str:
     )
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="one tiny size (64², S = 3): a smoke run")
-    parser.add_argument("--repeats", type=int, default=5, help="timed calls per case (after compilation)")
-    parser.add_argument("--time-budget", type=float, default=20.0, help="stop timing a case after this many s")
-    parser.add_argument("--case-timeout", type=float, default=1800.0, help="kill a case's subprocess after s")
-    parser.add_argument("--case", help=argparse.SUPPRESS)  # internal: run one case, print one JSON line
-    args = parser.parse_args(argv)
-
-    if args.case:
-        case = json.loads(args.case)
+def main(argv=None) -> int:
+    parse_flags(FLAGS, argv, program="python -m benchmarks.bench_classical", doc=__doc__)
+    if FLAGS.case:
+        case = json.loads(FLAGS.case)
         row = run_case(case["workload"], case["size"], case["slices"], case["repeats"], case["budget"])
         print(json.dumps(row))
-        return
+        return 0
 
-    if args.repeats < 1:
-        parser.error("--repeats must be >= 1")
-    sizes, slices = (QUICK_SIZES, QUICK_SLICES) if args.quick else (FULL_SIZES, FULL_SLICES)
-    print(_header(args))
+    sizes, slices = (QUICK_SIZES, QUICK_SLICES) if FLAGS.quick else (FULL_SIZES, FULL_SLICES)
+    print(_header())
     print("| workload | S | H×W | compile (s) | per call (s) | calls | input (MiB) | peak after compile (MiB) "
           "| peak memory (MiB) |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for workload in WORKLOADS:
         for num_slices in slices:
             for size in sizes:
-                row = _run_case_in_subprocess(workload, size, num_slices, args)
+                row = _run_case_in_subprocess(workload, size, num_slices)
                 if "error" in row:
                     cells = ["–"] * 5 + [row["error"]]
                 else:
                     cells = [f"{row['compile_s']:.2f}", f"{row['call_s']:.3f}", str(row["calls"]),
                              f"{row['input_mib']:.1f}", f"{row['compile_peak_mib']:.0f}", f"{row['peak_mib']:.0f}"]
                 print(f"| {workload} | {num_slices} | {size}² | " + " | ".join(cells) + " |", flush=True)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -15,7 +15,6 @@ CSV) as soon as it is measured, so a run cut short still reports what it finishe
 
 from __future__ import annotations
 
-import argparse
 import csv
 import datetime
 import os
@@ -26,8 +25,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from absl import flags
 
 from benchmarks.run_all import current_commit
+from dualfocus_jax.command_flags import parse_flags
 from dualfocus_jax.model import DualFocusNet, dualfocus_loss, initial_params, model_config, parameter_count
 
 # (size, variant, (S, H, W)) forward cases; "dualfocus" = both constraints on, "dfv" = both off.
@@ -46,6 +47,15 @@ QUICK_FORWARD = [("small", "dualfocus", (3, 64, 64)), ("small", "dfv", (3, 64, 6
 QUICK_TRAIN = [("small", "dualfocus", 2, (3, 64, 64))]
 COLUMNS = ["kind", "size", "variant", "batch", "S×H×W", "params (M)", "compile (s)", "time (ms)",
            "throughput", "program memory (MiB)"]
+
+FLAGS = flags.FlagValues()  # this command's own (dualfocus_jax/command_flags.py says why)
+flags.DEFINE_bool("quick", False, "tiny shapes, small model (checks the script)", flag_values=FLAGS)
+flags.DEFINE_integer("repeats", 10, "timed calls per case", flag_values=FLAGS)
+flags.DEFINE_string("out", "", "folder for bench_device.md and bench_device.csv", flag_values=FLAGS)
+flags.DEFINE_string("commit", "", "commit to name in the header (the device copy may lack git)", flag_values=FLAGS)
+flags.DEFINE_bool("skip_train", False, "leave out the training-step cases", flag_values=FLAGS)
+flags.DEFINE_integer("skip", 0, "leave out the first N cases of the plan (to finish a run that was cut short)",
+                     flag_values=FLAGS)
 
 
 def compiled_memory_mib(compiled) -> float:
@@ -137,37 +147,29 @@ def table_row(result: dict) -> list[str]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="tiny shapes, small model (checks the script)")
-    parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument("--out", default="", help="folder for bench_device.md and bench_device.csv")
-    parser.add_argument("--commit", default="", help="commit to name in the header (the device copy may lack git)")
-    parser.add_argument("--skip_train", action="store_true")
-    parser.add_argument("--skip", type=int, default=0, help="leave out the first N cases of the plan (to finish a "
-                        "run that was cut short)")
-    args = parser.parse_args(argv)
+    parse_flags(FLAGS, argv, program="python -m benchmarks.bench_device", doc=__doc__)
 
     device = jax.devices()[0]
-    header = (f"commit {args.commit or current_commit()}, {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}, "
+    header = (f"commit {FLAGS.commit or current_commit()}, {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}, "
               f"{jax.device_count()} × {device.device_kind} ({device.platform}), host {platform.machine()} "
-              f"{os.cpu_count()} CPUs, jax {jax.__version__}{', quick run' if args.quick else ''}")
+              f"{os.cpu_count()} CPUs, jax {jax.__version__}{', quick run' if FLAGS.quick else ''}")
     lines = [f"<!-- {header}; `python -m benchmarks.bench_device` -->", "",
              f"# DualFocusNet on {device.device_kind}", "",
              "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     print("\n".join(lines), flush=True)
     csv_file = None
-    if args.out:
-        os.makedirs(args.out, exist_ok=True)
-        csv_file = open(os.path.join(args.out, "bench_device.csv"), "w", newline="", encoding="utf-8")
+    if FLAGS.out:
+        os.makedirs(FLAGS.out, exist_ok=True)
+        csv_file = open(os.path.join(FLAGS.out, "bench_device.csv"), "w", newline="", encoding="utf-8")
         writer = csv.writer(csv_file)
         writer.writerow(COLUMNS)
 
-    cases = [("train", c) for c in (QUICK_TRAIN if args.quick else FULL_TRAIN) if not args.skip_train]
-    cases = cases[:1] + [("forward", c) for c in (QUICK_FORWARD if args.quick else FULL_FORWARD)] + cases[1:]
-    for kind, case in cases[args.skip:]:
+    cases = [("train", c) for c in (QUICK_TRAIN if FLAGS.quick else FULL_TRAIN) if not FLAGS.skip_train]
+    cases = cases[:1] + [("forward", c) for c in (QUICK_FORWARD if FLAGS.quick else FULL_FORWARD)] + cases[1:]
+    for kind, case in cases[FLAGS.skip:]:
         try:
-            result = (train_case(*case, repeats=args.repeats) if kind == "train"
-                      else forward_case(*case, repeats=args.repeats))
+            result = (train_case(*case, repeats=FLAGS.repeats) if kind == "train"
+                      else forward_case(*case, repeats=FLAGS.repeats))
         except Exception as error:  # one failing case (e.g. out of memory) must not lose the others
             message = f"{type(error).__name__}: {str(error).splitlines()[0][:160]}"
             line = f"| {kind} | {' | '.join(map(str, case))} | failed: {message} |"
@@ -181,7 +183,7 @@ def main(argv=None) -> int:
         print(line, flush=True)
     if csv_file:
         csv_file.close()
-        with open(os.path.join(args.out, "bench_device.md"), "w", encoding="utf-8") as handle:
+        with open(os.path.join(FLAGS.out, "bench_device.md"), "w", encoding="utf-8") as handle:
             handle.write("\n".join(lines) + "\n")
     return 0
 

@@ -17,7 +17,6 @@ compute precision (`DualFocusConfig.dtype`) of every case.
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import json
 import os
@@ -30,9 +29,11 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import flags
 
 from benchmarks.machine import cpu_model_name
 from benchmarks.peak import matmul_peak_flops, xla_flops
+from dualfocus_jax.command_flags import parse_flags
 from dualfocus_jax.model import DualFocusNet, initial_params, model_config, parameter_count
 
 # The PyTorch DFV reference measured on this project's 2-core machine (DEVELOPERS.md, issue 15).
@@ -43,6 +44,17 @@ ONE_CONSTRAINT_SHAPE = (10, 384, 576)
 LARGE_PIXELS = 1024 * 1024  # cases this size or larger are timed fewer times (tens of seconds each on a CPU)
 QUICK_SHAPES = [(3, 64, 64)]
 VARIANTS = ["dualfocus", "no_spatial", "no_focal", "dfv"]
+
+FLAGS = flags.FlagValues()  # this command's own (dualfocus_jax/command_flags.py says why)
+flags.DEFINE_bool("quick", False, "small size, one tiny stack", flag_values=FLAGS)
+flags.DEFINE_integer("repeats", None, "timed forward passes per case", flag_values=FLAGS)
+flags.DEFINE_list("sizes", None, "comma-separated subset of paper,small", flag_values=FLAGS)
+flags.DEFINE_list("variants", None, f"comma-separated subset of {','.join(VARIANTS)}", flag_values=FLAGS)
+flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "compute dtype of every case (DualFocusConfig.dtype)",
+                  flag_values=FLAGS)
+flags.DEFINE_list("case", None, "internal: SIZE,VARIANT,S,H,W of the one case to run", flag_values=FLAGS)
+flags.register_validator("case", lambda case: case is None or len(case) == 5, "needs SIZE,VARIANT,S,H,W",
+                         flag_values=FLAGS)
 
 
 def run_case(size: str, variant: str, slices: int, height: int, width: int, repeats: int,
@@ -74,8 +86,8 @@ def run_case(size: str, variant: str, slices: int, height: int, width: int, repe
 
 
 def _case_in_subprocess(size, variant, shape, repeats, dtype) -> dict:
-    command = [sys.executable, "-m", "benchmarks.bench_model", "--case", size, variant,
-               *(str(n) for n in shape), "--repeats", str(repeats), "--dtype", dtype]
+    command = [sys.executable, "-m", "benchmarks.bench_model", f"--case={','.join([size, variant, *map(str, shape)])}",
+               f"--repeats={repeats}", f"--dtype={dtype}"]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"case {size}/{variant}/{shape} failed:\n{done.stderr[-3000:]}")
@@ -86,36 +98,26 @@ def _machine() -> str:
     return f"{cpu_model_name()}, {os.cpu_count()} logical CPUs, {platform.system()} {platform.release()}"
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small size, one tiny stack")
-    parser.add_argument("--repeats", type=int, default=None, help="timed forward passes per case")
-    parser.add_argument("--sizes", default=None, help="comma-separated subset of paper,small")
-    parser.add_argument("--variants", default=None, help=f"comma-separated subset of {','.join(VARIANTS)}")
-    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"),
-                        help="compute dtype of every case (DualFocusConfig.dtype)")
-    parser.add_argument("--case", nargs=5, metavar=("SIZE", "VARIANT", "S", "H", "W"), help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+def main(argv=None) -> int:
+    parse_flags(FLAGS, argv, program="python -m benchmarks.bench_model", doc=__doc__)
+    if FLAGS.case:
+        size, variant, *shape = FLAGS.case
+        print(json.dumps(run_case(size, variant, *(int(n) for n in shape), repeats=FLAGS.repeats or 5,
+                                  dtype=FLAGS.dtype)))
+        return 0
 
-    if args.case:
-        size, variant, *shape = args.case
-        print(json.dumps(run_case(size, variant, *(int(n) for n in shape), repeats=args.repeats or 5,
-                                  dtype=args.dtype)))
-        return
-
-
-    sizes = args.sizes.split(",") if args.sizes else (["small"] if args.quick else ["paper", "small"])
-    shapes = QUICK_SHAPES if args.quick else FULL_SHAPES
-    repeats = args.repeats or (2 if args.quick else 5)
+    sizes = FLAGS.sizes or (["small"] if FLAGS.quick else ["paper", "small"])
+    shapes = QUICK_SHAPES if FLAGS.quick else FULL_SHAPES
+    repeats = FLAGS.repeats or (2 if FLAGS.quick else 5)
 
     def variants_at(shape):
-        if args.variants:
-            return args.variants.split(",")
+        if FLAGS.variants:
+            return FLAGS.variants
         both_or_none = ["dualfocus", "dfv"]
-        return VARIANTS if tuple(shape) == ONE_CONSTRAINT_SHAPE and not args.quick else both_or_none
+        return VARIANTS if tuple(shape) == ONE_CONSTRAINT_SHAPE and not FLAGS.quick else both_or_none
 
     def repeats_at(shape):
-        return repeats if args.repeats or shape[1] * shape[2] < LARGE_PIXELS else 3
+        return repeats if FLAGS.repeats or shape[1] * shape[2] < LARGE_PIXELS else 3
 
     print(f"# bench_model — {_machine()}")
     print(f"# jax {jax.__version__}, backend {jax.default_backend()}, "
@@ -123,8 +125,8 @@ def main(argv=None) -> None:
     print(f"# load average at start: {os.getloadavg()[0]:.2f} (other processes share these cores)")
     print(f"# B=1, jitted train=False forward, median of {repeats} runs (3 at 1 MP) after a warm-up; peak RSS per case "
           "measured in a fresh subprocess (ru_maxrss: runtime + compilation + parameters + activations)")
-    peak = matmul_peak_flops(args.dtype, size=1024 if args.quick else 4096)
-    print(f"# compute dtype {args.dtype}; measured {args.dtype} matrix-multiply peak {peak / 1e9:.0f} GFLOP/s")
+    peak = matmul_peak_flops(FLAGS.dtype, size=1024 if FLAGS.quick else 4096)
+    print(f"# compute dtype {FLAGS.dtype}; measured {FLAGS.dtype} matrix-multiply peak {peak / 1e9:.0f} GFLOP/s")
     print()
     print("| size | variant | dtype | S×H×W | params | compile (s) | forward (s) | GFLOP (XLA) | GFLOP/s | of peak | "
           "peak RSS (MiB) | ours / DFV ref |")
@@ -132,20 +134,21 @@ def main(argv=None) -> None:
     for size in sizes:
         for shape in shapes:
             for variant in variants_at(shape):
-                result = _case_in_subprocess(size, variant, shape, repeats_at(shape), args.dtype)
+                result = _case_in_subprocess(size, variant, shape, repeats_at(shape), FLAGS.dtype)
                 achieved = result["flops"] / result["forward_s"]
                 reference = REFERENCE_DFV_SECONDS.get(tuple(shape))
                 ratio = (f"{result['forward_s'] / reference:.2f}"
                          if reference and size == "paper" and variant == "dualfocus" else "")
-                print(f"| {size} | {variant} | {args.dtype} | {'×'.join(map(str, shape))} | "
+                print(f"| {size} | {variant} | {FLAGS.dtype} | {'×'.join(map(str, shape))} | "
                       f"{result['params'] / 1e6:.2f}M | {result['compile_s']:.1f} | {result['forward_s']:.3f} | "
                       f"{result['flops'] / 1e9:.1f} | {achieved / 1e9:.0f} | {achieved / peak:.0%} | "
                       f"{result['peak_rss_mib']:.0f} | {ratio} |", flush=True)
     print()
     print(f"load average at end: {os.getloadavg()[0]:.2f}")
-    if not args.quick:
+    if not FLAGS.quick:
         print("Reference: PyTorch DFV (19.5M parameters), this 2-core CPU: 0.79 s (5×256×256), 3.10 s (10×384×576).")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -15,7 +15,6 @@ triangular solve pair for the whole batch) runs only where it is affordable (≤
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import statistics
@@ -25,11 +24,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import scipy.linalg
+from absl import flags
 
 from benchmarks.machine import cpu_model_name
+from dualfocus_jax.command_flags import parse_flags
 from dualfocus_jax.variational import integrate_gradients_cg, integrate_gradients_dct
 
 DENSE_MAX_SIDE = 32
+
+FLAGS = flags.FlagValues()  # this command's own (dualfocus_jax/command_flags.py says why)
+flags.DEFINE_bool("quick", False, "grids 16²–64² and 3 repeats (a smoke run)", flag_values=FLAGS)
+flags.DEFINE_integer("batch", 32, "fields per call", flag_values=FLAGS)
+flags.DEFINE_integer("cg_iters", 50, "unrolled steps of plain CG", flag_values=FLAGS)
+flags.DEFINE_integer("pcg_iters", 10, "unrolled steps of DCT-preconditioned CG", flag_values=FLAGS)
+flags.DEFINE_integer("repeats", None, "timed calls per entry (default 7, quick 3)", flag_values=FLAGS)
 
 
 def dense_difference_matrix(side: int) -> np.ndarray:
@@ -68,23 +76,17 @@ def relative_max_error(z, reference) -> float:
     return float(np.abs(np.asarray(z, np.float64) - reference).max() / np.abs(reference).max())
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="grids 16²–64² and 3 repeats (a smoke run)")
-    parser.add_argument("--batch", type=int, default=32, help="fields per call (default 32)")
-    parser.add_argument("--cg-iters", type=int, default=50, help="unrolled steps of plain CG (default 50)")
-    parser.add_argument("--pcg-iters", type=int, default=10, help="unrolled steps of DCT-preconditioned CG")
-    parser.add_argument("--repeats", type=int, default=None, help="timed calls per entry (default 7, quick 3)")
-    args = parser.parse_args()
-    sides = (16, 32, 64) if args.quick else (16, 32, 64, 128, 256)
-    repeats = args.repeats or (3 if args.quick else 7)
+def main(argv=None) -> int:
+    parse_flags(FLAGS, argv, program="python -m benchmarks.bench_solvers", doc=__doc__)
+    sides = (16, 32, 64) if FLAGS.quick else (16, 32, 64, 128, 256)
+    repeats = FLAGS.repeats or (3 if FLAGS.quick else 7)
 
     device = jax.devices()[0]
     print("# Least-squares gradient integration: scaling with grid size\n")
     print(f"- machine: {cpu_model_name()} ({platform.machine()}), {os.cpu_count()} CPUs, {platform.system()}")
     print(f"- jax {jax.__version__}, device: {device.device_kind} ({device.platform}), float32")
-    print(f"- batch of {args.batch} fields per call, median of {repeats} calls after `block_until_ready`")
-    print(f"- CG: {args.cg_iters} plain steps; PCG: {args.pcg_iters} steps preconditioned by the DCT solve;")
+    print(f"- batch of {FLAGS.batch} fields per call, median of {repeats} calls after `block_until_ready`")
+    print(f"- CG: {FLAGS.cg_iters} plain steps; PCG: {FLAGS.pcg_iters} steps preconditioned by the DCT solve;")
     print("  err = max|z − z_dct| / max|z_dct| with unit weights (the DCT solution is exact)\n")
 
     header = (
@@ -96,7 +98,7 @@ def main() -> None:
     print("|" + "---|" * (header.count("|") - 1))
     rng = np.random.default_rng(0)
     for side in sides:
-        shape = (args.batch, side, side)
+        shape = (FLAGS.batch, side, side)
         grad_x = jnp.asarray(rng.normal(size=shape), jnp.float32)
         grad_y = jnp.asarray(rng.normal(size=shape), jnp.float32)
         dct_compile, dct_call, z_dct = compiled_timing(integrate_gradients_dct, (grad_x, grad_y), repeats)
@@ -107,10 +109,10 @@ def main() -> None:
         mm_compile, mm_call, _ = compiled_timing(dct_matmul, (grad_x, grad_y), repeats)
 
         def cg(gx, gy):
-            return integrate_gradients_cg(gx, gy, num_iters=args.cg_iters)
+            return integrate_gradients_cg(gx, gy, num_iters=FLAGS.cg_iters)
 
         def pcg(gx, gy):
-            return integrate_gradients_cg(gx, gy, num_iters=args.pcg_iters, preconditioner="dct")
+            return integrate_gradients_cg(gx, gy, num_iters=FLAGS.pcg_iters, preconditioner="dct")
 
         cg_compile, cg_call, z_cg = compiled_timing(cg, (grad_x, grad_y), repeats)
         pcg_compile, pcg_call, z_pcg = compiled_timing(pcg, (grad_x, grad_y), repeats)
@@ -119,8 +121,8 @@ def main() -> None:
         if side <= DENSE_MAX_SIDE:
             matrix = dense_difference_matrix(side)
             gx, gy = np.asarray(grad_x, np.float64), np.asarray(grad_y, np.float64)
-            rows_x = gx[:, :, :-1].reshape(args.batch, -1)
-            rows_y = gy[:, :-1, :].reshape(args.batch, -1)
+            rows_x = gx[:, :, :-1].reshape(FLAGS.batch, -1)
+            rows_y = gy[:, :-1, :].reshape(FLAGS.batch, -1)
             targets = np.concatenate([rows_x, rows_y], axis=1).T  # (rows of P, batch)
 
             normal_rhs = matrix.T @ targets  # PᵀΓ, (HW, batch)
@@ -141,7 +143,8 @@ def main() -> None:
             f"| {relative_max_error(z_pcg, z_dct):.1e} | {dense_call} | {dense_err} |",
             flush=True,
         )
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

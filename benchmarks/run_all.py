@@ -9,7 +9,6 @@ machine) and `bench_<name>.csv` (every table row of the output, the header row o
 
 from __future__ import annotations
 
-import argparse
 import csv
 import datetime
 import os
@@ -17,14 +16,32 @@ import platform
 import subprocess
 import sys
 
+from absl import flags
+
 from benchmarks.machine import cpu_model_name
+from dualfocus_jax.command_flags import parse_flags
 
 BENCHMARKS = ("bench_classical", "bench_solvers", "bench_model", "bench_train", "bench_precision")
-# What "quick" means to each benchmark (bench_train is an absl program without a --quick flag).
+# What "quick" means to each benchmark (bench_train and bench_precision have no --quick flag).
 QUICK_ARGS = {"bench_classical": ["--quick"], "bench_solvers": ["--quick"], "bench_model": ["--quick"],
               "bench_train": ["--sizes=small", "--steps=3", "--input_batches=20"],
               "bench_precision": ["--noaccuracy", "--shapes=3x64x64", "--repeats=1"]}
 RESULTS_DIR = os.path.join("experiments", "results")
+
+FLAGS = flags.FlagValues()  # this command's own (dualfocus_jax/command_flags.py says why)
+flags.DEFINE_bool("quick", False, "tiny cases of every benchmark (QUICK_ARGS)", flag_values=FLAGS)
+flags.DEFINE_list("only", list(BENCHMARKS), "comma-separated subset of " + ", ".join(BENCHMARKS), flag_values=FLAGS)
+flags.DEFINE_string("out", RESULTS_DIR, "folder for the published tables", flag_values=FLAGS)
+
+
+def _known_benchmarks(chosen: list[str]) -> bool:
+    unknown = sorted(set(chosen) - set(BENCHMARKS))
+    if unknown:
+        raise flags.ValidationError(f"unknown benchmarks {unknown}; choose from {', '.join(BENCHMARKS)}")
+    return True
+
+
+flags.register_validator("only", _known_benchmarks, flag_values=FLAGS)
 
 
 def current_commit() -> str:
@@ -51,33 +68,26 @@ def table_rows(markdown: str) -> list[list[str]]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="tiny cases of every benchmark (QUICK_ARGS)")
-    parser.add_argument("--only", default=",".join(BENCHMARKS),
-                        help="comma-separated subset of " + ", ".join(BENCHMARKS))
-    parser.add_argument("--out", default=RESULTS_DIR, help="folder for the published tables")
-    args = parser.parse_args(argv)
-    chosen = [name.strip() for name in args.only.split(",") if name.strip()]
-    unknown = sorted(set(chosen) - set(BENCHMARKS))
-    if unknown:
-        parser.error(f"unknown benchmarks {unknown}; choose from {', '.join(BENCHMARKS)}")
-    os.makedirs(args.out, exist_ok=True)
+    # JAX runs in the benchmarks' own processes: a --jax_* flag here would set nothing there.
+    parse_flags(FLAGS, argv, program="python -m benchmarks.run_all", doc=__doc__, jax_options=False)
+    chosen = [name for name in FLAGS.only if name]
+    os.makedirs(FLAGS.out, exist_ok=True)
     header = (f"commit {current_commit()}, {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}, "
               f"{cpu_model_name()} ({os.cpu_count()} CPUs, {platform.system()}), "
-              f"{'quick' if args.quick else 'full'} run")
+              f"{'quick' if FLAGS.quick else 'full'} run")
     failed = []
     for name in chosen:
         print(f"== {name} ...", flush=True)
-        command = [sys.executable, "-m", f"benchmarks.{name}"] + (QUICK_ARGS[name] if args.quick else [])
+        command = [sys.executable, "-m", f"benchmarks.{name}"] + (QUICK_ARGS[name] if FLAGS.quick else [])
         result = subprocess.run(command, capture_output=True, text=True)
         if result.returncode != 0:
             failed.append(name)
             print(f"   failed (exit {result.returncode}):\n{result.stderr[-2000:]}", flush=True)
             continue
-        md_path = os.path.join(args.out, f"{name}.md")
+        md_path = os.path.join(FLAGS.out, f"{name}.md")
         with open(md_path, "w", encoding="utf-8") as handle:
             handle.write(f"<!-- {header}; `{' '.join(['python'] + command[1:])}` -->\n\n{result.stdout}")
-        csv_path = os.path.join(args.out, f"{name}.csv")
+        csv_path = os.path.join(FLAGS.out, f"{name}.csv")
         with open(csv_path, "w", newline="", encoding="utf-8") as handle:
             csv.writer(handle).writerows(table_rows(result.stdout))
         print(f"   wrote {md_path} and {csv_path}", flush=True)
