@@ -20,17 +20,55 @@ adds them, when present, as a table beside the seed spread of the default settin
 
 from __future__ import annotations
 
-import argparse
 import os
 import subprocess
 import sys
 import time
+from types import SimpleNamespace
 
+from absl import flags
+
+from dualfocus_jax.command_flags import parse_flags
 from dualfocus_jax.model.config import VARIANTS
 from experiments.ablation_report import write_report
 from experiments.ablation_runs import SENSITIVITY, finished, run_dir, variant_and_overrides
 
 DEFAULT_STEPS = 1200
+
+
+def _names_among(known, what: str):
+    def check(names: list[str]) -> bool:
+        unknown = sorted(set(name for name in names if name) - set(known))
+        if unknown:
+            raise flags.ValidationError(f"unknown {what} {unknown}; choose from {list(known)}.")
+        return True
+    return check
+
+
+def _integers(texts: list[str]) -> bool:
+    if not all(text.lstrip("-").isdigit() for text in texts if text):
+        raise flags.ValidationError(f"needs comma-separated integers, got {','.join(texts)!r}.")
+    return True
+
+
+FLAGS = flags.FlagValues()  # this command's own (dualfocus_jax/command_flags.py says why)
+flags.DEFINE_enum("phase", "all", ["all", "train", "report", "sensitivity"], "what to run", flag_values=FLAGS)
+flags.DEFINE_list("variants", list(VARIANTS), "comma-separated subset of " + ",".join(VARIANTS), flag_values=FLAGS)
+flags.DEFINE_list("seeds", ["0", "1", "2"], "comma-separated integer seeds", flag_values=FLAGS)
+flags.DEFINE_integer("steps", DEFAULT_STEPS, "optimizer updates per run", lower_bound=1, flag_values=FLAGS)
+flags.DEFINE_string("workdir", os.path.join("runs", "ablation"), "folder of the runs", flag_values=FLAGS)
+flags.DEFINE_string("results", os.path.join("experiments", "results"), "folder for the tables and pictures",
+                    flag_values=FLAGS)
+flags.DEFINE_integer("motorcycle_downscale", 2, "downscale of the motorcycle scene", flag_values=FLAGS)
+flags.DEFINE_list("sensitivity_runs", list(SENSITIVITY),
+                  "with --phase=sensitivity: comma-separated subset of " + ",".join(SENSITIVITY), flag_values=FLAGS)
+flags.DEFINE_list("sensitivity_seeds", ["0"], "with --phase=sensitivity: seeds to train", flag_values=FLAGS)
+flags.register_validator("variants", _names_among(VARIANTS, "variants"), flag_values=FLAGS)
+flags.register_validator("variants", lambda names: any(names), "needs at least one variant.", flag_values=FLAGS)
+flags.register_validator("seeds", _integers, flag_values=FLAGS)
+flags.register_validator("seeds", lambda names: any(names), "needs at least one seed.", flag_values=FLAGS)
+flags.register_validator("sensitivity_runs", _names_among(SENSITIVITY, "sensitivity runs"), flag_values=FLAGS)
+flags.register_validator("sensitivity_seeds", _integers, flag_values=FLAGS)
 
 
 def train_command(name: str, seed: int, steps: int, workdir: str) -> list[str]:
@@ -63,39 +101,15 @@ def train_all(names, seeds, steps: int, workdir: str) -> None:
         print(f"    finished in {time.perf_counter() - started:.0f} s", flush=True)
 
 
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--phase", choices=["all", "train", "report", "sensitivity"], default="all")
-    parser.add_argument("--variants", default=",".join(VARIANTS),
-                        help="comma-separated subset of " + ",".join(VARIANTS))
-    parser.add_argument("--seeds", default="0,1,2", help="comma-separated integer seeds")
-    parser.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="optimizer updates per run")
-    parser.add_argument("--workdir", default=os.path.join("runs", "ablation"))
-    parser.add_argument("--results", default=os.path.join("experiments", "results"))
-    parser.add_argument("--motorcycle_downscale", type=int, default=2)
-    parser.add_argument("--sensitivity_runs", default=",".join(SENSITIVITY),
-                        help="with --phase=sensitivity: comma-separated subset of " + ",".join(SENSITIVITY))
-    parser.add_argument("--sensitivity_seeds", default="0", help="with --phase=sensitivity: seeds to train")
-    args = parser.parse_args(argv)
-    args.sensitivity_runs = [n.strip() for n in args.sensitivity_runs.split(",") if n.strip()]
-    if set(args.sensitivity_runs) - set(SENSITIVITY):
-        parser.error(f"unknown sensitivity runs {sorted(set(args.sensitivity_runs) - set(SENSITIVITY))}; choose "
-                     f"from {list(SENSITIVITY)}.")
-    try:
-        args.sensitivity_seeds = [int(s) for s in args.sensitivity_seeds.split(",") if s.strip()]
-    except ValueError:
-        parser.error(f"--sensitivity_seeds must be comma-separated integers, got {args.sensitivity_seeds!r}.")
-    args.variants = [v.strip() for v in args.variants.split(",") if v.strip()]
-    unknown = sorted(set(args.variants) - set(VARIANTS))
-    if unknown:
-        parser.error(f"unknown variants {unknown}; choose from {list(VARIANTS)}.")
-    try:
-        args.seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
-    except ValueError:
-        parser.error(f"--seeds must be comma-separated integers, got {args.seeds!r}.")
-    if args.steps < 1 or not args.seeds or not args.variants:
-        parser.error("need --steps ≥ 1, at least one seed and one variant.")
-    return args
+def parse_args(argv=None) -> SimpleNamespace:
+    """The command's settings from `argv` (without the program name; None: the command line), lists split."""
+    parse_flags(FLAGS, argv, program="python -m experiments.ablation", doc=__doc__)
+    return SimpleNamespace(
+        phase=FLAGS.phase, variants=[v for v in FLAGS.variants if v], seeds=[int(s) for s in FLAGS.seeds if s],
+        steps=FLAGS.steps, workdir=FLAGS.workdir, results=FLAGS.results,
+        motorcycle_downscale=FLAGS.motorcycle_downscale,
+        sensitivity_runs=[n for n in FLAGS.sensitivity_runs if n],
+        sensitivity_seeds=[int(s) for s in FLAGS.sensitivity_seeds if s])
 
 
 def main(argv=None) -> int:

@@ -11,20 +11,25 @@ range of the engine; everything else comes from the seed. Takes a few seconds.
 
 from __future__ import annotations
 
-import argparse
 import os
 
 import numpy as np
+from absl import flags
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
+from dualfocus_jax.command_flags import parse_flags
 from dualfocus_jax.engine import CATALOGUE, EngineSettings, draw_focal_stack
 
 DEFAULT_OUT = os.path.join("docs", "engine_samples.png")
 # (camera family, scene family, slices) of each row.
 ROWS = (("phone", "occluders", 5), ("dslr", "similar_texture_edge", 7), ("protocol", "texture_edge", 10),
         ("phone", "layered", 16), ("dslr", "textureless", 3))
+
+FLAGS = flags.FlagValues()  # this command's own (dualfocus_jax/command_flags.py says why)
+flags.DEFINE_string("out", DEFAULT_OUT, "PNG to write", flag_values=FLAGS)
+flags.DEFINE_integer("seed", 11, "seed of the draws", flag_values=FLAGS)
 
 
 def sample_stacks(seed: int, size: tuple[int, int] = (128, 128)) -> list[dict]:
@@ -80,13 +85,10 @@ def save_picture(draws: list[dict], path: str) -> None:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", default=DEFAULT_OUT, help="PNG to write")
-    parser.add_argument("--seed", type=int, default=11)
-    args = parser.parse_args(argv)
-    draws = sample_stacks(args.seed)
-    save_picture(draws, args.out)
-    print(f"wrote {args.out} ({os.path.getsize(args.out) / 1e3:.0f} kB): "
+    parse_flags(FLAGS, argv, program="python -m experiments.engine_samples", doc=__doc__)
+    draws = sample_stacks(FLAGS.seed)
+    save_picture(draws, FLAGS.out)
+    print(f"wrote {FLAGS.out} ({os.path.getsize(FLAGS.out) / 1e3:.0f} kB): "
           + "; ".join(f"{d['meta']['camera']} {len(d['focus_positions'])} slices" for d in draws))
     return 0
 

@@ -29,7 +29,6 @@ into --out (default experiments/results/generalisation/) and prints the tables.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import dataclasses
 import os
@@ -43,11 +42,13 @@ from collections.abc import Iterable, Iterator
 
 import jax.numpy as jnp
 import numpy as np
+from absl import flags
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from datasets.focal_engine.focal_engine_dataset_builder import engine_test_stack, split_name
 from dualfocus_jax.classical import estimate_depth_classical
+from dualfocus_jax.command_flags import parse_flags
 from dualfocus_jax.compilation_cache import enable_compilation_cache
 from dualfocus_jax.embedded_scenes import render_motorcycle_stack
 from dualfocus_jax.engine import CAMERA_FAMILIES, HARD_FAMILIES, SCENE_FAMILIES
@@ -95,6 +96,25 @@ class Sizes:
 
 QUICK = Sizes(slice_counts=(3, 5), stacks_per_count=1, engine_size=(32, 32), subset_sizes=(3,), synthetic_scenes=1,
               motorcycle_slices=(5,), motorcycle_downscale=4, crop=32, real_max_size=96, real_stacks=1)
+INPUTS = ("engine", "synthetic", "motorcycle", "real")
+
+FLAGS = flags.FlagValues()  # this command's own (dualfocus_jax/command_flags.py says why)
+flags.DEFINE_multi_string("checkpoint", None, "NAME=FOLDER (exported checkpoint or training workdir); repeatable. "
+                          "Default: " + ", ".join(DEFAULT_CHECKPOINTS), flag_values=FLAGS)
+flags.DEFINE_multi_string("add_checkpoint", [], "NAME=FOLDER evaluated in addition to the defaults; repeatable",
+                          flag_values=FLAGS)
+flags.DEFINE_string("workdir_config", "configs/engine_small.py", "config of a workdir that did not record model.json",
+                    flag_values=FLAGS)
+flags.DEFINE_string("data_dir", None, "TFDS data_dir (default $TFDS_DATA_DIR or ~/tensorflow_datasets)",
+                    flag_values=FLAGS)
+flags.DEFINE_string("real_dir", DEFAULT_REAL_DIR, "folder of real stacks (one sub-folder each)", flag_values=FLAGS)
+flags.DEFINE_string("out", DEFAULT_OUT, "folder for the tables and the picture", flag_values=FLAGS)
+flags.DEFINE_bool("quick", False, "tiny inputs (a smoke run)", flag_values=FLAGS)
+flags.DEFINE_bool("classical", True, "score the classical baseline too; --noclassical: networks only",
+                  flag_values=FLAGS)
+flags.DEFINE_list("skip", [], "comma list of engine,synthetic,motorcycle,real to leave out", flag_values=FLAGS)
+flags.register_validator("skip", lambda items: set(items) <= {"", *INPUTS},
+                         "--skip knows " + ", ".join(INPUTS), flag_values=FLAGS)
 
 
 @dataclasses.dataclass
@@ -563,56 +583,38 @@ def report_markdown(records, real_rows, methods: list[Method], sizes: Sizes, com
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", action="append", default=None,
-                        help="NAME=FOLDER (exported checkpoint or training workdir); repeatable. Default: "
-                             + ", ".join(DEFAULT_CHECKPOINTS))
-    parser.add_argument("--add_checkpoint", action="append", default=[],
-                        help="NAME=FOLDER evaluated in addition to the defaults; repeatable")
-    parser.add_argument("--workdir_config", default="configs/engine_small.py",
-                        help="config of a workdir that did not record model.json")
-    parser.add_argument("--data_dir", default=None,
-                        help="TFDS data_dir (default $TFDS_DATA_DIR or ~/tensorflow_datasets)")
-    parser.add_argument("--real_dir", default=DEFAULT_REAL_DIR, help="folder of real stacks (one sub-folder each)")
-    parser.add_argument("--out", default=DEFAULT_OUT, help="folder for the tables and the picture")
-    parser.add_argument("--quick", action="store_true", help="tiny inputs (a smoke run)")
-    parser.add_argument("--noclassical", action="store_true", help="networks only")
-    parser.add_argument("--skip", default="", help="comma list of engine,synthetic,motorcycle,real to leave out")
-    args = parser.parse_args(argv)
+    parse_flags(FLAGS, argv, program="python -m experiments.evaluate_generalisation", doc=__doc__)
     command = "python -m experiments.evaluate_generalisation " + " ".join(argv if argv is not None else sys.argv[1:])
     command = command.strip()
-    sizes = QUICK if args.quick else Sizes()
-    skip = {item.strip() for item in args.skip.split(",") if item.strip()}
-    unknown = skip - {"engine", "synthetic", "motorcycle", "real"}
-    if unknown:
-        parser.error(f"--skip knows engine, synthetic, motorcycle, real; got {sorted(unknown)}")
+    sizes = QUICK if FLAGS.quick else Sizes()
+    skip = set(FLAGS.skip)
 
     enable_compilation_cache()
     started = time.perf_counter()
     export_root = tempfile.mkdtemp(prefix="generalisation_exports_")
     try:
-        specs = [parse_checkpoint_spec(s) for s in (args.checkpoint or list(DEFAULT_CHECKPOINTS))
-                 + args.add_checkpoint]
+        specs = [parse_checkpoint_spec(s) for s in (FLAGS.checkpoint or list(DEFAULT_CHECKPOINTS))
+                 + FLAGS.add_checkpoint]
         names = [name for name, _ in specs]
         if len(set(names)) != len(names):
             raise ValueError(f"checkpoint names must differ, got {names}.")
-        methods = [load_method(name, folder, export_root=export_root, workdir_config=args.workdir_config,
+        methods = [load_method(name, folder, export_root=export_root, workdir_config=FLAGS.workdir_config,
                                command=command) for name, folder in specs]
     except (ValueError, CheckpointError) as error:
         shutil.rmtree(export_root, ignore_errors=True)
         print(f"error: {error}", file=sys.stderr)
         return 1
     shutil.rmtree(export_root, ignore_errors=True)  # loaded into memory
-    if not args.noclassical:
+    if FLAGS.classical:
         methods += [Method(CLASSICAL_RAW, "classical", refine=False), Method(CLASSICAL_REFINED, "classical")]
     print("methods: " + ", ".join(m.name for m in methods), flush=True)
 
     records: list[dict] = []
     inputs = []
     if "engine" not in skip:
-        inputs.append(("engine", engine_scenes(sizes, args.data_dir)))
+        inputs.append(("engine", engine_scenes(sizes, FLAGS.data_dir)))
     if "synthetic" not in skip:
-        inputs.append(("synthetic_focal", synthetic_scenes(sizes, args.data_dir, args.quick)))
+        inputs.append(("synthetic_focal", synthetic_scenes(sizes, FLAGS.data_dir, FLAGS.quick)))
     if "motorcycle" not in skip:
         inputs.append(("motorcycle", motorcycle_scenes(sizes)))
     longest = max(sizes.slice_counts)
@@ -624,25 +626,25 @@ def main(argv=None) -> int:
                   f"[{(time.perf_counter() - started) / 60:.1f} min]", flush=True)
     real_rows, panels = [], []
     if "real" not in skip:
-        folders = real_stack_folders(args.real_dir, sizes.real_stacks)
+        folders = real_stack_folders(FLAGS.real_dir, sizes.real_stacks)
         if not folders:
-            print(f"real stacks: none in {args.real_dir} (skipped)", flush=True)
+            print(f"real stacks: none in {FLAGS.real_dir} (skipped)", flush=True)
         real_rows, panels = evaluate_real_stacks(folders, methods, sizes)
 
-    os.makedirs(args.out, exist_ok=True)
+    os.makedirs(FLAGS.out, exist_ok=True)
     text = report_markdown(records, real_rows, methods, sizes, command, time.perf_counter() - started)
     identity = ("dataset", "example", "method", "base_method", "input_slices", "region", "slices", "camera",
                 "camera_family", "scene_family", "spacing", "coverage")
-    write_csv(os.path.join(args.out, "per_image.csv"),
+    write_csv(os.path.join(FLAGS.out, "per_image.csv"),
               [{k: r[k] for k in identity + PER_IMAGE_METRICS if k in r} for r in records])
-    write_csv(os.path.join(args.out, "summary.csv"), summary_rows(records))
+    write_csv(os.path.join(FLAGS.out, "summary.csv"), summary_rows(records))
     if real_rows:
-        write_csv(os.path.join(args.out, "real_stacks.csv"), real_rows)
-        save_real_picture(panels, os.path.join(args.out, "real_stacks.png"))
-    with open(os.path.join(args.out, "generalisation.md"), "w", encoding="utf-8") as handle:
+        write_csv(os.path.join(FLAGS.out, "real_stacks.csv"), real_rows)
+        save_real_picture(panels, os.path.join(FLAGS.out, "real_stacks.png"))
+    with open(os.path.join(FLAGS.out, "generalisation.md"), "w", encoding="utf-8") as handle:
         handle.write(text + "\n")
     print(text)
-    print(f"wrote {args.out}/generalisation.md, summary.csv, per_image.csv"
+    print(f"wrote {FLAGS.out}/generalisation.md, summary.csv, per_image.csv"
           + (", real_stacks.csv, real_stacks.png" if real_rows else ""), flush=True)
     return 0
 

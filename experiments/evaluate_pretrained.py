@@ -26,7 +26,6 @@ Writes <out>/evaluation.md (experiments/results/pretrained_small.md with --repla
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import json
 import os
@@ -36,8 +35,10 @@ import sys
 import time
 
 import jax.numpy as jnp
+from absl import flags
 
 from configs.recorded import RUN_CONFIG, recorded_config
+from dualfocus_jax.command_flags import parse_flags, usage_error
 from dualfocus_jax.embedded_scenes import render_motorcycle_stack
 from dualfocus_jax.evaluation import metrics as dff_metrics
 from dualfocus_jax.evaluation.reports import metrics_markdown, rows_from_arrays
@@ -69,6 +70,18 @@ EXPORT_NOTES = (
     "- The network never sees focus values, so other units only change the expectation (see "
     "dualfocus_jax/inference/focus_units.py).",
 )
+
+FLAGS = flags.FlagValues()  # this command's own (dualfocus_jax/command_flags.py says why)
+flags.DEFINE_string("workdir", "runs/pretrained_small", "training workdir to export", flag_values=FLAGS)
+flags.DEFINE_string("out", None, "folder to export the model to (and write evaluation.md into)", flag_values=FLAGS)
+flags.DEFINE_bool("replace_shipped", False, f"export to the shipped model {SHIPPED_LABEL} and rewrite {RESULTS} "
+                  "(maintainers)", flag_values=FLAGS)
+flags.DEFINE_string("config", None, "config file of the run (path.py[:arg]), only for older workdirs that recorded "
+                    f"no config.json or model.json ({SHIPPED_CONFIG} with --replace_shipped)", flag_values=FLAGS)
+flags.DEFINE_bool("export", True, "export the workdir's latest checkpoint; --noexport: evaluate the export already "
+                  "in the folder", flag_values=FLAGS)
+flags.DEFINE_bool("export_only", False, "export without evaluating", flag_values=FLAGS)
+flags.DEFINE_integer("downscale", 2, "downscale of the rendered motorcycle scene", flag_values=FLAGS)
 
 
 def motorcycle_rows(params, config, *, num_slices: int, downscale: int, name: str = "shipped") -> dict:
@@ -186,39 +199,28 @@ def export(workdir: str, out: str, config_spec: str | None, command: str) -> int
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--workdir", default="runs/pretrained_small", help="training workdir to export")
-    parser.add_argument("--out", help="folder to export the model to (and write evaluation.md into)")
-    parser.add_argument("--replace_shipped", action="store_true",
-                        help=f"export to the shipped model {SHIPPED_LABEL} and rewrite {RESULTS} (maintainers)")
-    parser.add_argument("--config", default=None,
-                        help="config file of the run (path.py[:arg]), only for older workdirs that recorded no "
-                        f"config.json or model.json ({SHIPPED_CONFIG} with --replace_shipped)")
-    parser.add_argument("--noexport", action="store_true", help="evaluate the export already in the folder")
-    parser.add_argument("--export_only", action="store_true", help="export without evaluating")
-    parser.add_argument("--downscale", type=int, default=2)
-    args = parser.parse_args(argv)
+    parse_flags(FLAGS, argv, program="python -m experiments.evaluate_pretrained", doc=__doc__)
     command = "python -m experiments.evaluate_pretrained " + " ".join(argv if argv is not None else sys.argv[1:])
 
-    if bool(args.out) == bool(args.replace_shipped):
-        parser.error(f"name the folder to export to with --out FOLDER (replacing the shipped model {SHIPPED_LABEL} "
-                     f"and {RESULTS} needs --replace_shipped instead)." if not args.out else
-                     "pass either --out FOLDER or --replace_shipped, not both.")
-    out = DEFAULT_CHECKPOINT if args.replace_shipped else os.path.abspath(args.out)
-    config_spec = args.config or (SHIPPED_CONFIG if args.replace_shipped else None)
+    if bool(FLAGS.out) == bool(FLAGS.replace_shipped):
+        usage_error(f"name the folder to export to with --out FOLDER (replacing the shipped model {SHIPPED_LABEL} "
+                    f"and {RESULTS} needs --replace_shipped instead)." if not FLAGS.out else
+                    "pass either --out FOLDER or --replace_shipped, not both.")
+    out = DEFAULT_CHECKPOINT if FLAGS.replace_shipped else os.path.abspath(FLAGS.out)
+    config_spec = FLAGS.config or (SHIPPED_CONFIG if FLAGS.replace_shipped else None)
     try:
-        check_destination(out, DEFAULT_CHECKPOINT, args.replace_shipped, args.noexport)
-        if not args.noexport:
-            if latest_saved_step(args.workdir) is None:
-                raise ValueError(f"no checkpoint in {os.path.join(os.path.abspath(args.workdir), 'checkpoints')}; "
+        check_destination(out, DEFAULT_CHECKPOINT, FLAGS.replace_shipped, not FLAGS.export)
+        if FLAGS.export:
+            if latest_saved_step(FLAGS.workdir) is None:
+                raise ValueError(f"no checkpoint in {os.path.join(os.path.abspath(FLAGS.workdir), 'checkpoints')}; "
                                  "train first, or point --workdir at a training workdir.")
-            step = export(args.workdir, out, config_spec, command)
-            print(f"exported step {step} of {os.path.abspath(args.workdir)} to {out}", flush=True)
+            step = export(FLAGS.workdir, out, config_spec, command)
+            print(f"exported step {step} of {os.path.abspath(FLAGS.workdir)} to {out}", flush=True)
         params, model_config = load_exported_checkpoint(out)
     except (ValueError, CheckpointError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    if args.export_only:
+    if FLAGS.export_only:
         print(f"predict with it: python -m dualfocus_jax.predict --stack FOLDER --out FOLDER --checkpoint {out}",
               flush=True)
         return 0
@@ -229,8 +231,8 @@ def main(argv=None) -> int:
 
     sections = []
     for num_slices in (5, 10):
-        rows, shape, focus = motorcycle_rows(params, model_config, num_slices=num_slices, downscale=args.downscale,
-                                             name="shipped" if args.replace_shipped else "exported")
+        rows, shape, focus = motorcycle_rows(params, model_config, num_slices=num_slices, downscale=FLAGS.downscale,
+                                             name="shipped" if FLAGS.replace_shipped else "exported")
         network, classical = (values["rmse"] for values in rows.values())
         verdict = (f"The network's RMSE is {network / classical:.2f}x the classical baseline's "
                    f"({'better' if network < classical else 'worse'}).")
@@ -238,16 +240,16 @@ def main(argv=None) -> int:
                         f"Focus positions (m): {', '.join(f'{f:.2f}' for f in focus)}.\n\n"
                         f"{metrics_markdown(rows)}\n\n{verdict}\n")
     tables = []
-    for name, table in evaluation_tables(args.workdir, config_spec):
-        if args.replace_shipped and name != "test":  # the results page shows the synthetic_focal test split
+    for name, table in evaluation_tables(FLAGS.workdir, config_spec):
+        if FLAGS.replace_shipped and name != "test":  # the results page shows the synthetic_focal test split
             continue
         text = (open(table, encoding="utf-8").read().strip() if os.path.isfile(table)
                 else f"(no {table}: run the training command first)")
-        tables.append(text if args.replace_shipped else f"### {name}\n\n{text}\n")
+        tables.append(text if FLAGS.replace_shipped else f"### {name}\n\n{text}\n")
     synthetic = "\n\n".join(tables)
-    title = ("# The shipped model: small DualFocus trained on synthetic_focal" if args.replace_shipped else
+    title = ("# The shipped model: small DualFocus trained on synthetic_focal" if FLAGS.replace_shipped else
              f"# Exported model: DualFocus {model_config.size}/{model_config.variant}")
-    label = SHIPPED_LABEL if args.replace_shipped else out
+    label = SHIPPED_LABEL if FLAGS.replace_shipped else out
     text = "\n".join([
         title,
         "",
@@ -258,7 +260,7 @@ def main(argv=None) -> int:
         "Depth metrics in metres (rmse, mae lower is better; delta1..3 higher is better), masked to ground truth "
         "inside the focus range. Lower rows use the same inputs as the network row.",
         "",
-        ("## synthetic_focal test split (40 scenes, 128x128, 5 slices)" if args.replace_shipped else
+        ("## synthetic_focal test split (40 scenes, 128x128, 5 slices)" if FLAGS.replace_shipped else
          "## Evaluations of the training run"),
         "",
         "From the trainer's reports (`<workdir>/eval/<name>/metrics.md`):",
@@ -270,9 +272,9 @@ def main(argv=None) -> int:
         *sections,
         "## Notes",
         "",
-        *(SHIPPED_NOTES if args.replace_shipped else EXPORT_NOTES),
+        *(SHIPPED_NOTES if FLAGS.replace_shipped else EXPORT_NOTES),
     ])
-    report = RESULTS if args.replace_shipped else os.path.join(out, REPORT)
+    report = RESULTS if FLAGS.replace_shipped else os.path.join(out, REPORT)
     os.makedirs(os.path.dirname(report), exist_ok=True)
     with open(report + ".tmp", "w", encoding="utf-8") as handle:
         handle.write(text + "\n")
