@@ -28,6 +28,10 @@ Fourth stage (`configs/engine_small.py:stage=4`): starts from the third stage's 
 (`dualfocus_jax/pretrained/small_engine_stage3`) and mixes the embedded synthetic_focal training scenes
 (train[:180], 5-slice stacks: they serve the 3- and 5-slice batches, half of each such batch's draws, so a
 fifth of all examples) into the engine's stacks, on 96² and 128² crops at a lower rate; 3,000 updates.
+
+Fifth stage (`configs/engine_small.py:stage=5`): starts from the fourth stage's export
+(`dualfocus_jax/pretrained/small_engine_stage4`) with the same two sources on 128² crops only (the most
+context the 128² synthetic_focal scenes allow) at a lower rate; 3,000 updates.
 """
 
 from configs.common import apply_runlocal, base_config, engine_source, eval_split, eval_suite, parse_arg, train_source
@@ -35,6 +39,7 @@ from configs.common import apply_runlocal, base_config, engine_source, eval_spli
 FIRST_STAGE_EXPORT = "dualfocus_jax/pretrained/small_engine_candidate"
 SECOND_STAGE_EXPORT = "dualfocus_jax/pretrained/small_engine_stage2"
 THIRD_STAGE_EXPORT = "dualfocus_jax/pretrained/small_engine_stage3"
+FOURTH_STAGE_EXPORT = "dualfocus_jax/pretrained/small_engine_stage4"
 
 
 def get_config(arg=None):
@@ -54,17 +59,17 @@ def get_config(arg=None):
         config.model_init.checkpoint = SECOND_STAGE_EXPORT
         config.input.crop_sizes = ((96, 96), (128, 128))
         config.optimizer.update(lr=2e-4, warmup_steps=100)
-    elif arg.stage == 4:
-        config.model_init.checkpoint = THIRD_STAGE_EXPORT
-        config.input.crop_sizes = ((96, 96), (128, 128))
+    elif arg.stage in (4, 5):
+        config.model_init.checkpoint = THIRD_STAGE_EXPORT if arg.stage == 4 else FOURTH_STAGE_EXPORT
+        config.input.crop_sizes = ((96, 96), (128, 128)) if arg.stage == 4 else ((128, 128),)
         # Its stacks have 5 slices: 3 of them sorted at random for 3-slice batches, all 5 for 5-slice ones.
         config.input.sources.synthetic_focal = train_source(
             "synthetic_focal", "train[:180]", slice_sampling="random_sorted", slice_counts=(3, 5),
             normalise_focus_range=True)
-        config.optimizer.update(lr=1.5e-4, warmup_steps=100)
+        config.optimizer.update(lr=1.5e-4 if arg.stage == 4 else 1e-4, warmup_steps=100)
     elif arg.stage != 1:
-        raise ValueError(f"configs/engine_small.py: stage must be 1, 2, 3 or 4, not {arg.stage}")
-    steps = arg.steps or {1: 20000, 2: 8000, 3: 5000, 4: 3000}[arg.stage]
+        raise ValueError(f"configs/engine_small.py: stage must be 1 to 5, not {arg.stage}")
+    steps = arg.steps or {1: 20000, 2: 8000, 3: 5000, 4: 3000, 5: 3000}[arg.stage]
     config.train.update(total_steps=steps, log_every_steps=100, validate_every_steps=2000)
     config.checkpoint.update(every_steps=500, keep_latest=2, keep_best=1, best_metric="rmse", best_mode="min")
     config.validation = eval_split("synthetic_focal", "train[180:]", "synthetic_focal", batch_size=4, num_panels=0)
