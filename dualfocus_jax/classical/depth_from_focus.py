@@ -27,6 +27,7 @@ import numpy as np
 
 from dualfocus_jax.classical.focus_measures import FOCUS_MEASURES, check_stack_and_window
 from dualfocus_jax.classical.variational_refinement import refine_depth_variational
+from dualfocus_jax.focus_statistics import depth_uncertainty
 
 
 class ClassicalDepth(NamedTuple):
@@ -150,9 +151,9 @@ def uncertainty_and_confidence(p_SHW: jax.Array, depth_HW: jax.Array, focus_posi
 
     σ is in the unit of the focus positions; σ_uniform is σ for the uniform p about the same D.
     """
-    positions = jnp.asarray(focus_positions_S, jnp.float32)[:, None, None]
-    squared_offsets = (depth_HW[None] - positions) ** 2
-    sigma = jnp.sqrt(jnp.sum(p_SHW * squared_offsets, axis=0))
+    positions = jnp.asarray(focus_positions_S, jnp.float32)
+    sigma = depth_uncertainty(p_SHW[None], positions[None], depth_HW[None])[0]
+    squared_offsets = (depth_HW[None] - positions[:, None, None]) ** 2
     sigma_uniform = jnp.sqrt(jnp.mean(squared_offsets, axis=0))
     confidence = jnp.clip(1.0 - sigma / jnp.maximum(sigma_uniform, jnp.finfo(jnp.float32).tiny), 0.0, 1.0)
     return sigma, confidence

@@ -27,6 +27,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from dualfocus_jax.focus_statistics import depth_uncertainty
+
 METRIC_NAMES: tuple[str, ...] = (
     "mse", "rmse", "log_rmse", "abs_rel", "sq_rel", "delta1", "delta2", "delta3", "bump", "mae")
 
@@ -153,9 +155,7 @@ def average_uncertainty(prob_BSHW, focus_BS, pred_BHW, mask_BHW=None) -> jnp.nda
         if mask_BHW.shape != (batch, height, width):
             raise ValueError(f"mask_BHW must have shape {(batch, height, width)}, got {mask_BHW.shape}.")
         mask_BHW = mask_BHW.astype(bool)
-    squared_spread_BSHW = prob_BSHW * jnp.square(pred_BHW[:, None] - focus_BS[:, :, None, None])
-    # Clamp at 0: rounding can make a sum of non-negative terms a hair negative only if p < 0 slipped in.
-    sigma_BHW = jnp.sqrt(jnp.maximum(jnp.sum(squared_spread_BSHW, axis=1), 0.0))
+    sigma_BHW = depth_uncertainty(prob_BSHW, focus_BS, pred_BHW)
     count_B = jnp.sum(mask_BHW, axis=(1, 2)).astype(jnp.float32)
     mean_B = jnp.sum(jnp.where(mask_BHW, sigma_BHW, 0.0), axis=(1, 2)) / jnp.maximum(count_B, 1.0)
     return jnp.where(count_B > 0, mean_B, jnp.nan).astype(jnp.float32)

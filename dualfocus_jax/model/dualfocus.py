@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from dualfocus_jax.focus_statistics import depth_uncertainty, expected_depth
 from dualfocus_jax.model.compile_options import FAST_COMPILE_OPTIONS
 from dualfocus_jax.model.config import PAD_MULTIPLE, DualFocusConfig
 from dualfocus_jax.model.decoder import FocalDecoder
@@ -65,21 +66,6 @@ def sorted_by_focus(stack_BSHWC: jax.Array, focus_BS: jax.Array) -> tuple[jax.Ar
     focus = jnp.take_along_axis(focus_BS, order, axis=1)
     stack = jnp.take_along_axis(stack_BSHWC, order[:, :, None, None, None], axis=1)
     return stack, focus
-
-
-def expected_depth(prob_BSHW: jax.Array, focus_BS: jax.Array) -> jax.Array:
-    """D = Σ_n p_n f_n; (B, S, H, W), (B, S) → (B, H, W) in the unit of the focus positions."""
-    return jnp.einsum("bshw,bs->bhw", prob_BSHW, focus_BS)
-
-
-def depth_uncertainty(prob_BSHW: jax.Array, focus_BS: jax.Array, depth_BHW: jax.Array) -> jax.Array:
-    """σ = sqrt(Σ_n p_n (D − f_n)²); (B, H, W) in the unit of the focus positions.
-
-    The square root is guarded so that σ = 0 (a one-hot p) has a zero, not an infinite, gradient.
-    """
-    variance = jnp.sum(prob_BSHW * jnp.square(depth_BHW[:, None] - focus_BS[:, :, None, None]), axis=1)
-    positive = variance > 0
-    return jnp.where(positive, jnp.sqrt(jnp.where(positive, variance, 1.0)), 0.0)
 
 
 @struct.dataclass
