@@ -41,6 +41,7 @@ from configs.recorded import RUN_CONFIG, recorded_config
 from dualfocus_jax.command_flags import parse_flags, usage_error
 from dualfocus_jax.embedded_scenes import render_motorcycle_stack
 from dualfocus_jax.evaluation import metrics as dff_metrics
+from dualfocus_jax.evaluation.evaluators import build_evaluators
 from dualfocus_jax.evaluation.reports import metrics_markdown, rows_from_arrays
 from dualfocus_jax.inference import (
     DEFAULT_CHECKPOINT,
@@ -136,10 +137,11 @@ def run_model_config(workdir: str, config_spec: str | None):
 
 
 def evaluation_tables(workdir: str, config_spec: str | None) -> list[tuple[str, str]]:
-    """(name, path of <workdir>/eval/<name>/metrics.md) of each evaluation of the run's config (`test` when
-    no config is known)."""
+    """(name, path of <workdir>/eval/<name>/metrics.md) of each evaluation report of the run's config (`test`
+    when no config is known)."""
     config, _ = run_config(workdir, config_spec)
-    names = list(config.evals) if config is not None and config.get("evals") else ["test"]
+    evaluators = build_evaluators(config.evals) if config is not None and config.get("evals") else []
+    names = list(dict.fromkeys(evaluator.report for evaluator in evaluators)) or ["test"]
     return [(name, os.path.join(workdir, "eval", name, "metrics.md")) for name in names]
 
 
