@@ -15,9 +15,7 @@ import jax.numpy as jnp
 
 from dualfocus_jax.model.norms import StackGroupNorm
 from dualfocus_jax.model.resampling import adaptive_avg_pool, resize_bilinear_hw, upsample_nearest_2x
-from dualfocus_jax.model.resnet import ResNetTrunk
-
-_conv_init = nn.initializers.variance_scaling(2.0, "fan_in", "normal")
+from dualfocus_jax.model.resnet import ResNetTrunk, conv_init
 
 
 class ConvNormAct(nn.Module):
@@ -36,7 +34,7 @@ class ConvNormAct(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         pad = self.kernel_size // 2
         x = nn.Conv(self.features, (self.kernel_size, self.kernel_size), padding=((pad, pad), (pad, pad)),
-                    use_bias=False, kernel_init=_conv_init, dtype=self.dtype, name="conv")(x)
+                    use_bias=False, kernel_init=conv_init, dtype=self.dtype, name="conv")(x)
         x = StackGroupNorm(self.num_slices, self.max_groups, dtype=self.dtype, name="norm")(x)
         return nn.leaky_relu(x, 0.1)
 

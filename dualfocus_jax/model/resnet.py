@@ -14,8 +14,9 @@ import jax.numpy as jnp
 
 from dualfocus_jax.model.norms import ChannelAffine
 
-# He initialisation (fan-in, normal) suits the ReLU trunk trained from scratch.
-_conv_init = nn.initializers.variance_scaling(2.0, "fan_in", "normal")
+# He initialisation (fan-in, normal) suits the ReLU trunk trained from scratch; the 2D convolutions of the
+# encoder and the spatial branch use it too.
+conv_init = nn.initializers.variance_scaling(2.0, "fan_in", "normal")
 
 
 class BasicBlock(nn.Module):
@@ -29,15 +30,15 @@ class BasicBlock(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         dtype = self.dtype
         y = nn.Conv(self.width, (3, 3), strides=self.stride, padding=((1, 1), (1, 1)), use_bias=False,
-                    kernel_init=_conv_init, dtype=dtype, name="conv1")(x)
+                    kernel_init=conv_init, dtype=dtype, name="conv1")(x)
         y = nn.relu(ChannelAffine(dtype=dtype, name="bn1")(y))
-        y = nn.Conv(self.width, (3, 3), padding=((1, 1), (1, 1)), use_bias=False, kernel_init=_conv_init,
+        y = nn.Conv(self.width, (3, 3), padding=((1, 1), (1, 1)), use_bias=False, kernel_init=conv_init,
                     dtype=dtype, name="conv2")(y)
         # Zero scale: the block starts as identity, which keeps an unnormalised trunk stable from scratch.
         y = ChannelAffine(scale_init=nn.initializers.zeros, dtype=dtype, name="bn2")(y)
         if self.stride != 1 or x.shape[-1] != self.width:
             x = nn.Conv(self.width, (1, 1), strides=self.stride, padding="VALID", use_bias=False,
-                        kernel_init=_conv_init, dtype=dtype, name="downsample_conv")(x)
+                        kernel_init=conv_init, dtype=dtype, name="downsample_conv")(x)
             x = ChannelAffine(dtype=dtype, name="downsample_bn")(x)
         return nn.relu(x.astype(dtype) + y)
 
@@ -63,7 +64,7 @@ class ResNetTrunk(nn.Module):
     @nn.compact
     def __call__(self, images_NHWC: jax.Array) -> tuple[jax.Array, ...]:
         x = nn.Conv(self.stem_width, (7, 7), strides=2, padding=((3, 3), (3, 3)), use_bias=False,
-                    kernel_init=_conv_init, dtype=self.dtype, name="conv1")(images_NHWC)
+                    kernel_init=conv_init, dtype=self.dtype, name="conv1")(images_NHWC)
         x = nn.relu(ChannelAffine(dtype=self.dtype, name="bn1")(x))
         # Max pooling pads with −inf, as PyTorch's MaxPool2d(3, 2, padding=1) does.
         x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))

@@ -24,9 +24,8 @@ from dualfocus_jax.model.config import DualFocusConfig
 from dualfocus_jax.model.encoder import ConvNormAct
 from dualfocus_jax.model.norms import StackGroupNorm
 from dualfocus_jax.model.resampling import resize_bilinear_hw
+from dualfocus_jax.model.resnet import conv_init
 from dualfocus_jax.variational import integrate_gradients_cg, integrate_gradients_dct
-
-_conv_init = nn.initializers.variance_scaling(2.0, "fan_in", "normal")
 
 
 class ResidualBlock2D(nn.Module):
@@ -40,7 +39,7 @@ class ResidualBlock2D(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         width = x.shape[-1]
         y = ConvNormAct(width, 3, self.num_slices, self.max_groups, self.dtype, name="conv1")(x)
-        y = nn.Conv(width, (3, 3), padding=((1, 1), (1, 1)), use_bias=False, kernel_init=_conv_init,
+        y = nn.Conv(width, (3, 3), padding=((1, 1), (1, 1)), use_bias=False, kernel_init=conv_init,
                     dtype=self.dtype, name="conv2")(y)
         y = StackGroupNorm(self.num_slices, self.max_groups, dtype=self.dtype, name="norm2")(y)
         return nn.leaky_relu(x.astype(self.dtype) + y, 0.1)
@@ -111,7 +110,7 @@ class SpatialBranch(nn.Module):
         surfaces = normalised_surfaces(surfaces)
 
         theta = surfaces.reshape(b * s, h, w, k)
-        theta = nn.relu(nn.Conv(cfg.theta_width, (3, 3), padding=((1, 1), (1, 1)), kernel_init=_conv_init,
+        theta = nn.relu(nn.Conv(cfg.theta_width, (3, 3), padding=((1, 1), (1, 1)), kernel_init=conv_init,
                                 dtype=dtype, name="theta_hidden")(theta))
         theta = nn.Conv(2, (3, 3), padding=((1, 1), (1, 1)), dtype=dtype, name="theta_out")(theta)
         return dict(surfaces=surfaces, surface_gradients=theta.reshape(b, s, h, w, 2).astype(jnp.float32),
