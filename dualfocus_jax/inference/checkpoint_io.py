@@ -13,7 +13,9 @@ message instead of a shape error deep inside Flax.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 
 import jax
@@ -67,12 +69,8 @@ def load_exported_checkpoint(folder: str | None = None, *, check_shapes: bool = 
     if not os.path.isdir(params_dir):
         raise CheckpointError(f"checkpoint {folder!r} has {CONFIG_FILE} but no {PARAMS_DIR}/ folder of parameters; "
                               "re-export it with experiments/evaluate_pretrained.py (save_exported_checkpoint).")
-    checkpointer = ocp.StandardCheckpointer()
-    local = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     try:
-        metadata = checkpointer.metadata(params_dir).item_metadata
-        target = jax.tree.map(lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=local), metadata)
-        restored = checkpointer.restore(params_dir, target)
+        restored = restore_on_first_device(params_dir)
     except Exception as error:  # orbax raises many types (ValueError, FileNotFoundError, msgpack, tensorstore)
         raise CheckpointError(f"cannot read the parameters in {params_dir!r} ({type(error).__name__}: "
                               f"{str(error)[:200]}); the checkpoint is damaged or not an orbax parameter tree. "
@@ -81,6 +79,30 @@ def load_exported_checkpoint(folder: str | None = None, *, check_shapes: bool = 
     if check_shapes:
         _check_params_match(params, config, folder)
     return params, config
+
+
+def restore_on_first_device(path: str):
+    """The orbax `StandardCheckpointer` tree at `path`, every array restored whole onto this process's first
+    device, whatever mesh or number of processes wrote it (the saved shardings may name devices that do not
+    exist here). Orbax's and tensorstore's errors pass through; the callers word them."""
+    checkpointer = ocp.StandardCheckpointer()
+    local = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    with quiet_orbax():  # in a training workdir it warns that the manager-level metadata is not in the item folder
+        metadata = checkpointer.metadata(path).item_metadata
+    target = jax.tree.map(lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=local), metadata)
+    return checkpointer.restore(path, target)
+
+
+@contextlib.contextmanager
+def quiet_orbax():
+    """Orbax logs through absl's logger; hide its warnings for the duration of a harmless call."""
+    logger = logging.getLogger("absl")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def read_checkpoint_config(folder: str) -> DualFocusConfig:

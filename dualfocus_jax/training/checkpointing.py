@@ -23,9 +23,7 @@ Faults end in one message (a `CheckpointError`), never in an orbax traceback:
 
 from __future__ import annotations
 
-import contextlib
 import errno
-import logging
 import os
 import resource
 import shutil
@@ -36,6 +34,7 @@ import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy as preservation
 from orbax.checkpoint.checkpoint_managers import save_decision_policy as save_decision
 
+from dualfocus_jax.inference.checkpoint_io import quiet_orbax, restore_on_first_device
 from dualfocus_jax.training.train_state import state_guard_values, unhealthy_state_reason
 
 STATE = "state"
@@ -147,7 +146,7 @@ class Checkpoints:
         restored = None
         for step in steps:
             try:
-                with _quiet_orbax():  # it warns that the manager-level metadata file is not in the item folder
+                with quiet_orbax():  # it warns that the manager-level metadata file is not in the item folder
                     metadata = ocp.StandardCheckpointer().metadata(self._step_path(step, STATE)).item_metadata
             except Exception as error:  # noqa: BLE001 - orbax and tensorstore raise many types
                 damaged.append((step, _short(error)))
@@ -327,18 +326,6 @@ def _shapes_by_path(tree) -> dict[str, str]:
     return shapes
 
 
-@contextlib.contextmanager
-def _quiet_orbax():
-    """Orbax logs through absl's logger; hide its warnings for the duration of a harmless call."""
-    logger = logging.getLogger("absl")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-
-
 def _file_size_limit() -> int | None:
     soft, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
     return None if soft == resource.RLIM_INFINITY else int(soft)
@@ -394,14 +381,8 @@ def restore_params(workdir: str, step: int | None = None):
     if step is None:
         raise ValueError(f"no checkpoint in {checkpoint_dir(workdir)}; train first (--mode=train).")
     path = os.path.join(checkpoint_dir(workdir), str(step), STATE)
-    checkpointer = ocp.StandardCheckpointer()
-    local = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-    # A target with this process's device: the saved shardings may name devices that do not exist here.
     try:
-        with _quiet_orbax():
-            metadata = checkpointer.metadata(path).item_metadata
-        target = jax.tree.map(lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=local), metadata)
-        restored = checkpointer.restore(path, target)
+        restored = restore_on_first_device(path)
     except Exception as error:  # noqa: BLE001 - orbax and tensorstore raise many types
         raise CheckpointError(f"cannot read the checkpoint at step {step} in {checkpoint_dir(workdir)} "
                               f"({_short(error)}); it is damaged. Move {os.path.dirname(path)} away (training "
