@@ -9,7 +9,8 @@ Examples follow `dualfocus_jax.data_features` (stack uint8 (S, H, W, 3) sorted b
     depth    float32 (h, w)                   ground truth × depth_scale, same unit as focus
     valid    bool    (h, w)
 
-Training (`dualfocus_jax.training.augment`) and evaluation (`dualfocus_jax.evaluation`) both build it here.
+Training (`dualfocus_jax.training.augment`) and evaluation (`dualfocus_jax.evaluation`) both build it here,
+and both stack same-shape inputs into a batch with `stacked_inputs`.
 """
 
 from __future__ import annotations
@@ -63,3 +64,9 @@ def model_input(stack_SHWC_u8, focus_S, depth_HW, valid_HW, depth_scale: float, 
         "depth": np.ascontiguousarray(depth_HW, np.float32) * np.float32(depth_scale),
         "valid": np.ascontiguousarray(valid_HW, bool),
     }
+
+
+def stacked_inputs(examples, keys=None) -> dict[str, np.ndarray]:
+    """Same-shape model inputs stacked into a batch: {key: (b, ...)} for `keys` (default: the first example's)."""
+    keys = examples[0].keys() if keys is None else keys
+    return {key: np.stack([example[key] for example in examples]) for key in keys}

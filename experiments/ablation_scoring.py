@@ -22,7 +22,7 @@ from dualfocus_jax.classical import estimate_depth_classical
 from dualfocus_jax.embedded_scenes import render_motorcycle_stack
 from dualfocus_jax.evaluation.evaluate import mean_over_images, prediction_function
 from dualfocus_jax.evaluation.regions import REGIONS, region_masks, region_metrics_per_image
-from dualfocus_jax.model_inputs import evaluation_example
+from dualfocus_jax.model_inputs import evaluation_example, stacked_inputs
 from dualfocus_jax.training.checkpointing import latest_saved_step, restore_params
 from dualfocus_jax.training.trainer import model_config_from
 from experiments.ablation_runs import variant_and_overrides
@@ -58,7 +58,7 @@ def synthetic_test_set(data_dir: str | None = None) -> EvalSet:
     records = open_split_preparing("synthetic_focal", "test", data_dir=data_dir)
     examples = [records[i] for i in range(len(records))]
     inputs = [evaluation_example(record, NUM_SLICES, "all") for record in examples]
-    stacked = {key: np.stack([example[key] for example in inputs]) for key in inputs[0]}
+    stacked = stacked_inputs(inputs)
     image = np.stack([np.asarray(record[F.AIF], np.float32) / 255.0 for record in examples])
     return _with_masks(SYNTHETIC, stacked["stack"], stacked["focus"], stacked["depth"], stacked["valid"], image)
 

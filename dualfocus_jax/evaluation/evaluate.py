@@ -20,7 +20,7 @@ from dualfocus_jax.classical import estimate_depth_classical
 from dualfocus_jax.evaluation.metrics import METRIC_NAMES, average_uncertainty, depth_metrics_per_image
 from dualfocus_jax.evaluation.protocols import EvalProtocol, clipped_for_metrics, evaluation_mask
 from dualfocus_jax.model import FAST_COMPILE_OPTIONS, DualFocusConfig, DualFocusNet
-from dualfocus_jax.model_inputs import evaluation_example
+from dualfocus_jax.model_inputs import evaluation_example, stacked_inputs
 
 REPORTED_METRICS = METRIC_NAMES + ("avg_unc",)
 
@@ -119,7 +119,7 @@ def evaluation_batches(records: Sequence, eval_config, protocol: EvalProtocol, *
         inputs = [example for _, example in pending]
         real = len(inputs)
         inputs = inputs + [inputs[-1]] * (batch_size - real)
-        batch = {key: np.stack([example[key] for example in inputs]) for key in inputs[0]}
+        batch = stacked_inputs(inputs)
         return ids, batch, real
 
     for index in range(limit):

@@ -30,7 +30,7 @@ import numpy as np
 from absl import flags
 
 from dualfocus_jax.engine import EngineRecords, EngineSettings, draw_focal_stack, is_engine_record
-from dualfocus_jax.model_inputs import model_input
+from dualfocus_jax.model_inputs import model_input, stacked_inputs
 from dualfocus_jax.prepared_splits import open_split
 from dualfocus_jax.training.augment import AugmentSettings, flipped_example, training_example
 from dualfocus_jax.training.device_prefetch import quantised_stack, transfer_dtype
@@ -98,7 +98,7 @@ def stacked_batch(examples) -> dict[str, np.ndarray]:
     if len(shapes) != 1:
         raise ValueError(f"examples of one batch have different shapes {sorted(shapes)}; set input.crop_size "
                          "so every training example is cropped to one size.")
-    return {key: np.stack([example[key] for example in examples]) for key in BATCH_KEYS}
+    return stacked_inputs(examples, BATCH_KEYS)
 
 
 def training_dataset(input_config, *, seed: int, process_index: int = 0, process_count: int = 1,
