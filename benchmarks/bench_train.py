@@ -32,7 +32,7 @@ from benchmarks.peak import matmul_peak_flops, xla_flops
 from configs import demo, engine_small
 from dualfocus_jax.training import mesh as mesh_lib
 from dualfocus_jax.training.input_pipeline import training_iterator
-from dualfocus_jax.training.train_state import initial_train_state, learning_rate_schedule, make_optimizer
+from dualfocus_jax.training.train_state import initial_train_state, optimizer_and_schedule
 from dualfocus_jax.training.train_step import make_train_step
 from dualfocus_jax.training.trainer import model_config_from
 from experiments.data_setup import prepare_missing_embedded
@@ -59,7 +59,7 @@ def time_train_step(size: str) -> dict:
     config = demo.get_config()
     config.model.size = size
     model_config = model_config_from(config.model)
-    optimizer = make_optimizer(config.optimizer, config.train.total_steps)
+    optimizer, schedule = optimizer_and_schedule(config.optimizer, config.train.total_steps)
     mesh = mesh_lib.data_parallel_mesh()
     state = mesh_lib.replicated_on_mesh(initial_train_state(model_config, optimizer, jax.random.key(0)), mesh)
     rng = np.random.default_rng(0)
@@ -69,7 +69,7 @@ def time_train_step(size: str) -> dict:
         "focus": np.broadcast_to(np.linspace(1.0, 2.0, s, dtype=np.float32), (b, s)).copy(),
         "depth": rng.uniform(1.0, 2.0, (b, c, c)).astype(np.float32),
         "valid": np.ones((b, c, c), bool)}, mesh)
-    step = make_train_step(model_config, optimizer, learning_rate_schedule(config.optimizer, 1000), mesh)
+    step = make_train_step(model_config, optimizer, schedule, mesh)
     start = time.perf_counter()
     step = step.lower(state, batch).compile()  # the executable timed below, so it is compiled once
     flops = xla_flops(step)

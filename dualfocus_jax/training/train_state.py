@@ -46,6 +46,11 @@ def learning_rate_schedule(optimizer_config, total_steps: int) -> optax.Schedule
 
 def make_optimizer(optimizer_config, total_steps: int) -> optax.GradientTransformation:
     """Global-norm gradient clipping (DFV clips at 0.5; 0 disables it) followed by Adam or AdamW."""
+    return optimizer_and_schedule(optimizer_config, total_steps)[0]
+
+
+def optimizer_and_schedule(optimizer_config, total_steps: int) -> tuple[optax.GradientTransformation, optax.Schedule]:
+    """`make_optimizer`'s optimizer and the learning-rate schedule inside it (the train step reports its rate)."""
     name = optimizer_config.name
     if name not in OPTIMIZERS:
         raise ValueError(f"optimizer.name must be one of {OPTIMIZERS}, got {name!r}.")
@@ -58,7 +63,7 @@ def make_optimizer(optimizer_config, total_steps: int) -> optax.GradientTransfor
     else:
         core = optax.adamw(schedule, b1=b1, b2=b2, weight_decay=float(optimizer_config.weight_decay))
     clip = float(optimizer_config.grad_clip_norm)
-    return optax.chain(optax.clip_by_global_norm(clip), core) if clip > 0 else core
+    return (optax.chain(optax.clip_by_global_norm(clip), core) if clip > 0 else core), schedule
 
 
 def initial_train_state(model_config: DualFocusConfig, optimizer: optax.GradientTransformation,

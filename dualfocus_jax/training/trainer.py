@@ -31,8 +31,7 @@ from dualfocus_jax.training.metric_log import MetricLog
 from dualfocus_jax.training.train_state import (
     PARAM_ABS_LIMIT,
     initial_train_state,
-    learning_rate_schedule,
-    make_optimizer,
+    optimizer_and_schedule,
     train_state_from_params,
 )
 from dualfocus_jax.training.train_step import make_train_step, raise_if_not_finite
@@ -203,8 +202,7 @@ def check_run(config, workdir: str, mode: str = "train_and_eval"):
     if mode == "eval" and checkpointing.latest_saved_step(workdir) is None:
         raise ValueError(f"--mode=eval needs a checkpoint in {checkpointing.checkpoint_dir(workdir)}; "
                          "train first (--mode=train or train_and_eval), or point --workdir at a trained run.")
-    optimizer = make_optimizer(config.optimizer, total_steps)  # validates the optimizer block
-    schedule = learning_rate_schedule(config.optimizer, total_steps)
+    optimizer, schedule = optimizer_and_schedule(config.optimizer, total_steps)  # validates the optimizer block
     check_resume_matches(workdir, config, model_config)
     return model_config, optimizer, schedule, total_steps
 
