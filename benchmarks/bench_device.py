@@ -6,11 +6,12 @@
 
 Needs only jax, flax, optax and numpy (what an accelerator image usually has), not the data pipeline.
 Forward: B=1, jitted `train=False`, median over repeats after a warm-up call, every output kept. Training:
-the paper's DFV recipe step (Adam 1e-4, global-norm clip 0.5, batch 20 of 5×224×224 crops) with the full
-loss, parameters donated, median step time. Memory: XLA's own accounting of the compiled program
-(arguments + outputs + temporaries − aliased buffers), i.e. the device memory that program needs, not what the
-allocator happened to reserve. Cases run in order of importance and each row is printed (and appended to the
-CSV) as soon as it is measured, so a run cut short still reports what it finished.
+the trainer's own update step (`make_train_step`, on one device) with the paper's DFV recipe optimizer (Adam
+1e-4, global-norm clip 0.5, constant rate) on batches of 20 float32 5×224×224 crops: the full loss, the state
+donated, the step's metrics and guard values; median step time. Memory: XLA's own accounting of the compiled
+program (arguments + outputs + temporaries − aliased buffers), i.e. the device memory that program needs, not
+what the allocator happened to reserve. Cases run in order of importance and each row is printed (and appended
+to the CSV) as soon as it is measured, so a run cut short still reports what it finished.
 """
 
 from __future__ import annotations
@@ -20,16 +21,19 @@ import datetime
 import os
 import platform
 import time
+import types
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from absl import flags
 
 from benchmarks.run_all import current_commit
 from dualfocus_jax.command_flags import parse_flags
-from dualfocus_jax.model import DualFocusNet, dualfocus_loss, initial_params, model_config, parameter_count
+from dualfocus_jax.model import DualFocusNet, initial_params, model_config, parameter_count
+from dualfocus_jax.training import mesh as mesh_lib
+from dualfocus_jax.training.train_state import initial_train_state, optimizer_and_schedule
+from dualfocus_jax.training.train_step import make_train_step
 
 # (size, variant, (S, H, W)) forward cases; "dualfocus" = both constraints on, "dfv" = both off.
 FULL_FORWARD = [
@@ -45,6 +49,10 @@ FULL_TRAIN = [("paper", "dualfocus", 20, (5, 224, 224)), ("paper", "dfv", 20, (5
               ("small", "dualfocus", 20, (5, 224, 224))]
 QUICK_FORWARD = [("small", "dualfocus", (3, 64, 64)), ("small", "dfv", (3, 64, 64))]
 QUICK_TRAIN = [("small", "dualfocus", 2, (3, 64, 64))]
+# The optimizer block of the DFV recipe (configs/common.py:dfv_recipe_config), written out so that this script
+# needs no ml_collections or configs.
+DFV_OPTIMIZER = types.SimpleNamespace(name="adam", lr=1e-4, betas=(0.9, 0.999), weight_decay=0.0, grad_clip_norm=0.5,
+                                      schedule="constant", warmup_steps=0, final_lr_fraction=0.0)
 COLUMNS = ["kind", "size", "variant", "batch", "S×H×W", "params (M)", "compile (s)", "time (ms)",
            "throughput", "program memory (MiB)"]
 
@@ -105,38 +113,28 @@ def forward_case(size: str, variant: str, shape, repeats: int) -> dict:
 
 def train_case(size: str, variant: str, batch: int, shape, repeats: int) -> dict:
     config = model_config(size, variant)
-    model = DualFocusNet(config)
-    params = initial_params(config, jax.random.key(0))
-    optimizer = optax.chain(optax.clip_by_global_norm(0.5), optax.adam(1e-4))
-    state = (params, optimizer.init(params))
+    optimizer, schedule = optimizer_and_schedule(DFV_OPTIMIZER, total_steps=1)
+    mesh = mesh_lib.data_parallel_mesh(jax.devices()[:1])
+    state = mesh_lib.replicated_on_mesh(initial_train_state(config, optimizer, jax.random.key(0)), mesh)
+    params = parameter_count(state.params)  # read before the first step donates the state
     stack, focus, depth = example_inputs(batch, shape)
-    valid = jnp.ones(depth.shape, bool)
-
-    def step(state, stack, focus, depth, valid):
-        params, opt_state = state
-
-        def loss(p):
-            return dualfocus_loss(model.apply(p, stack, focus, train=True), depth, valid, config)
-
-        (total, _), grads = jax.value_and_grad(loss, has_aux=True)(params)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        return (optax.apply_updates(params, updates), opt_state), total
-
-    jitted = jax.jit(step, donate_argnums=(0,))
+    batch_arrays = mesh_lib.global_batch_array(
+        {"stack": stack, "focus": focus, "depth": depth, "valid": np.ones(depth.shape, bool)}, mesh)
+    step = make_train_step(config, optimizer, schedule, mesh)
     start = time.perf_counter()
-    compiled = jitted.lower(state, stack, focus, depth, valid).compile()
+    compiled = step.lower(state, batch_arrays).compile()
     compile_s = time.perf_counter() - start
     holder = {"state": state}
 
     def run():
-        holder["state"], total = compiled(holder["state"], stack, focus, depth, valid)
-        return total
+        holder["state"], metrics = compiled(holder["state"], batch_arrays)
+        return metrics["loss_total"]
 
     seconds = median_seconds(run, repeats)
     if not np.isfinite(float(run())):
         raise FloatingPointError(f"non-finite loss in the {size}/{variant} training step")
     return dict(kind="train step", size=size, variant=variant, batch=batch, shape=shape,
-                params=parameter_count(params), compile_s=compile_s, seconds=seconds,
+                params=params, compile_s=compile_s, seconds=seconds,
                 throughput=f"{batch / seconds:.1f} stacks/s", memory_mib=compiled_memory_mib(compiled))
 
 
