@@ -1,7 +1,7 @@
 """A persistent XLA compilation cache, so a repeated run does not compile the same programs again.
 
-Compiling the network dominates a short prediction on a CPU (most of a 12 s run at 640 px); JAX can keep the
-compiled executables on disk and reuse them in the next process with the same program, shapes, JAX version
+Compiling the network dominates a short prediction on a CPU (README, "Use it on your own photos"); JAX can keep
+the compiled executables on disk and reuse them in the next process with the same program, shapes, JAX version
 and machine. `enable_compilation_cache()` switches that on for the current process; call it before the first
 `jax.jit` function runs (the prediction command does; training can do so at its start).
 

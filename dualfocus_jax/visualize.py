@@ -37,8 +37,8 @@ class Panel:
 
 def save_rgb_png(path: str | os.PathLike, image_HWC: np.ndarray, *, format: str | None = None,
                  compress_level: int = 6) -> str:
-    """Writes an (H, W, 3) float image in [0, 1] as an 8-bit PNG; returns the path. compress_level 1 is
-    5x faster than the default 6 for large photos, for files about 1.1x larger."""
+    """Writes an (H, W, 3) float image in [0, 1] as an 8-bit PNG; returns the path. compress_level 1 writes
+    large photos much faster than the default 6, for slightly larger files (README, "Benchmarks")."""
     array = np.clip(np.asarray(image_HWC, np.float32), 0.0, 1.0)
     Image.fromarray(np.round(array * 255).astype(np.uint8)).save(path, format=format, compress_level=compress_level)
     return os.fspath(path)

@@ -69,8 +69,8 @@ def rendered_stacks_u8(images_BHWC: np.ndarray, depths_m_BHW: np.ndarray, focus_
                        mode: str = "gaussian", kernel_size: int = 7, num_layers: int = 16) -> np.ndarray:
     """(B, S, H, W, 3) uint8: `rendered_stack_u8` for a batch of same-size images in one vmapped call.
 
-    Batching amortises dispatch and lets XLA use larger matmuls (about 1.7x faster per image on CPU for
-    128 x 128 layered stacks). Compiled once per batch shape: feed equal-size batches.
+    Batching amortises dispatch and lets XLA use larger matmuls (faster per image; README, "Benchmarks").
+    Compiled once per batch shape: feed equal-size batches.
     """
     images = np.stack([as_uint8_image(image) for image in images_BHWC]).astype(np.float32) / 255.0
     depths = np.asarray(depths_m_BHW, np.float32)

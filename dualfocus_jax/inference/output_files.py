@@ -267,8 +267,8 @@ def write_prediction(folder: OutputFolder, prediction: DepthPrediction, *, depth
 
 def write_exr(path: str, array_HW: np.ndarray, *, quantity: str = "depth", unit: str = "", meaning: str = "") -> str:
     """One float32 channel "Y" (grey in viewers); the quantity, unit and meaning as header strings.
-    ZIP-compressed up to 4 MP; larger maps are stored uncompressed: an upsampled float map compresses by only
-    8-20 % (noisy mantissas) for about 1.3 s of CPU per 12 MP map."""
+    ZIP-compressed up to 4 MP; larger maps are stored uncompressed: an upsampled float map's noisy mantissas
+    compress little for a lot of CPU (README, "Benchmarks")."""
     import OpenEXR  # only needed to write EXR files; kept off the import path of the library's other users
 
     compression = OpenEXR.ZIP_COMPRESSION if np.size(array_HW) <= 4_000_000 else OpenEXR.NO_COMPRESSION

@@ -1,9 +1,9 @@
 """XLA compile options for code whose compile time outweighs its run time.
 
 Parameter initialisation runs once, and the unit tests run tiny inputs a handful of times; for both, XLA:CPU's
-LLVM optimisation dominates the wall time (3–4× the compile time of the unoptimised build for the small
-DualFocusNet's init and gradient, measured on a 2-core CPU). Pass these to `jax.jit(..., compiler_options=...)`
-there; training and benchmarks keep the default, optimised build. Accelerator backends ignore these CPU flags.
+LLVM optimisation dominates the wall time (README, "Benchmarks"). Pass these to `jax.jit(...,
+compiler_options=...)` there; training and benchmarks keep the default, optimised build. Accelerator backends
+ignore these CPU flags.
 """
 
 FAST_COMPILE_OPTIONS = {

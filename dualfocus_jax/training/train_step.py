@@ -33,8 +33,8 @@ def make_train_step(model_config: DualFocusConfig, optimizer: optax.GradientTran
       (`param_abs_max`, `opt_state_nonfinite`: see `state_guard_values`). The losses are means over the
       *global* batch (XLA all-reduces the per-device sums), so they are the same numbers on every device and process.
     The input state is donated: its buffers are reused for the output, so do not use it after the call.
-    fast_compile: compile without XLA's expensive CPU optimisations (`FAST_COMPILE_OPTIONS`): seconds instead
-      of a minute to compile, slower steps; for smoke runs and tests, where compiling dominates.
+    fast_compile: compile without XLA's expensive CPU optimisations (`FAST_COMPILE_OPTIONS`): much shorter
+      compiles, slower steps; for smoke runs and tests, where compiling dominates.
     """
     model = DualFocusNet(model_config)
 
