@@ -1,4 +1,4 @@
-"""The shipped model: the `small` DualFocus trained longer than the demo on the embedded `synthetic_focal` data.
+"""The synthetic-only model: the `small` DualFocus trained longer than the demo on the embedded `synthetic_focal` data.
 
 Command (prepares synthetic_focal into ~/tensorflow_datasets on first use, about 1–2 minutes):
 
@@ -9,7 +9,8 @@ Hardware: 2 shared CPU cores, under 2 GB of memory. 5000 updates at batch 4 on 6
 ~[0.5, 10]) took 14 minutes of wall time there (4-10 updates/s depending on the other load), plus ~1 minute
 for the final evaluations; 25 minutes budgeted, the rest left for the motorcycle evaluation and export.
 The exported parameters live in
-`dualfocus_jax/pretrained/small_synthetic/` and are the default of `python -m dualfocus_jax.predict`.
+`dualfocus_jax/pretrained/small_synthetic/` (the predictor's default until the engine-trained
+`small_engine_stage5`, which generalises far better, replaced it; `--checkpoint` still takes it).
 Same data split as `configs/demo.py`: train[:180] for training, train[180:] for model selection, the
 40-scene test split for the report (beside the classical baseline and the untrained network).
 `configs/pretrained_small.py:runlocal` is a 4-step smoke run.

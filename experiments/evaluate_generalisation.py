@@ -1,12 +1,12 @@
 """Scores exported models and the classical baseline on focal stacks unlike any one training set.
 
-    python -m experiments.evaluate_generalisation                          # old shipped + candidate + classical
+    python -m experiments.evaluate_generalisation                          # shipped + synthetic-only + classical
     python -m experiments.evaluate_generalisation --checkpoint stage2=runs/engine_small_stage2   # + a training run
     python -m experiments.evaluate_generalisation --quick --out /tmp/generalisation            # smoke run, ~1 min
 
 Methods: every `--checkpoint NAME=FOLDER` (an exported checkpoint, or a training workdir whose latest
-checkpoint is exported to a temporary folder by `experiments.evaluate_pretrained.export`; default: the old
-shipped `small_synthetic` and `small_engine_candidate`), and the classical baseline raw (focus peak, no
+checkpoint is exported to a temporary folder by `experiments.evaluate_pretrained.export`; default: the
+shipped `small_engine_stage5` and the synthetic-only `small_synthetic`), and the classical baseline raw (focus peak, no
 refinement) and refined (Huber-TV, what `--method classical` of the predictor runs). Networks run through
 `dualfocus_jax.inference.predict_depth`, as the predictor runs them; the classical baseline through the same
 focus-unit handling.
@@ -67,8 +67,8 @@ from experiments.data_setup import open_split_preparing
 from experiments.evaluate_pretrained import export
 
 DEFAULT_OUT = os.path.join("experiments", "results", "generalisation")
-DEFAULT_CHECKPOINTS = ("old shipped=dualfocus_jax/pretrained/small_synthetic",
-                       "candidate=dualfocus_jax/pretrained/small_engine_candidate")
+DEFAULT_CHECKPOINTS = ("shipped=dualfocus_jax/pretrained/small_engine_stage5",
+                       "synthetic only=dualfocus_jax/pretrained/small_synthetic")
 DEFAULT_REAL_DIR = os.path.join("..", "shared", "data", "real_focal_stacks")
 CLASSICAL_RAW, CLASSICAL_REFINED = "classical (raw)", "classical (refined)"
 REPORTED = ("rmse", "abs_rel", "rmse_range", "delta1", "mae")

@@ -6,18 +6,21 @@
 
 Maintainers regenerate the model shipped with the package (and its results page) with
 
-    python -m experiments.train --config configs/pretrained_small.py --workdir runs/pretrained_small
-    python -m experiments.evaluate_pretrained --workdir runs/pretrained_small --replace_shipped
+    python -m experiments.train --config configs/engine_small.py:stage=5 --workdir runs/engine_small_stage5
+    python -m experiments.evaluate_pretrained --workdir runs/engine_small_stage5 --replace_shipped
+
+(the fifth stage starts from the fourth's export in dualfocus_jax/pretrained/; configs/engine_small.py gives
+the commands of every stage).
 
 1. Exports the latest checkpoint's parameters + model config (the one the run recorded in
    <workdir>/model.json, else the one its recorded <workdir>/config.json builds; only for older workdirs that
    recorded neither, the one --config builds) to --out (`save_exported_checkpoint`).
    The export is written beside the folder and renamed into place when complete. Nothing is written into
-   the shipped model `dualfocus_jax/pretrained/small_synthetic/` or `experiments/results/pretrained_small.md`
+   the shipped model `dualfocus_jax/pretrained/small_engine_stage5/` or `experiments/results/pretrained_small.md`
    unless --replace_shipped says so. --noexport evaluates what is already in the folder.
 2. Renders the Middlebury motorcycle scene the way experiments/classical_demo.py does (layered thin lens,
-   NYUv2 camera, focus positions evenly over the valid depth range), at --downscale, for 5 slices (the
-   training setting) and 10; predicts with the exported network and with the classical baseline on the
+   NYUv2 camera, focus positions evenly over the valid depth range), at --downscale, for 5 and 10 slices;
+   predicts with the exported network and with the classical baseline on the
    same stacks; scores where the ground truth lies inside the focus range.
 3. Copies the tables the trainer wrote for the run's evaluations (<workdir>/eval/<name>/metrics.md, one per
    entry of the recorded config's `evals`; `test` for older workdirs).
@@ -55,15 +58,16 @@ from dualfocus_jax.training.trainer import RUN_MODEL, model_config_from
 
 RESULTS = os.path.join("experiments", "results", "pretrained_small.md")
 # The recipe of the shipped model: --replace_shipped falls back to it for a workdir that recorded no config.
-SHIPPED_CONFIG = "configs/pretrained_small.py"
+SHIPPED_CONFIG = "configs/engine_small.py:stage=5"
 REPORT = "evaluation.md"
-SHIPPED_LABEL = "dualfocus_jax/pretrained/small_synthetic/"
+SHIPPED_LABEL = f"dualfocus_jax/pretrained/{os.path.basename(DEFAULT_CHECKPOINT)}/"
 SHIPPED_NOTES = (
-    "- The network was trained on 5 slices only; 10-slice stacks run (the decoder is convolutional along the "
-    "slice axis) but are outside its training distribution, so compare the 5- and 10-slice rows above before "
-    "trusting it on long stacks (`--method=classical` is the fallback of the prediction command).",
-    "- Training data are procedural scenes in metres, ~[0.5, 10] m; the network never sees focus values, "
-    "so other units only change the expectation (see dualfocus_jax/inference/focus_units.py).",
+    "- Trained on the focal-stack engine (phone, DSLR and dataset cameras; 3, 5, 7, 10 and 16 slices spaced in "
+    "distance, diopters or irregularly) and on the embedded synthetic_focal scenes; "
+    "experiments/results/generalisation/ scores it on the engine's test split, synthetic_focal, the "
+    "motorcycle and the real phone stacks beside the classical baseline and the synthetic-only model.",
+    "- The network never sees focus values, so other units only change the expectation (see "
+    "dualfocus_jax/inference/focus_units.py).",
 )
 EXPORT_NOTES = (
     "- Compare the 5- and 10-slice rows above before trusting the network on stack lengths it was not trained "
@@ -249,7 +253,8 @@ def main(argv=None) -> int:
                 else f"(no {table}: run the training command first)")
         tables.append(text if FLAGS.replace_shipped else f"### {name}\n\n{text}\n")
     synthetic = "\n\n".join(tables)
-    title = ("# The shipped model: small DualFocus trained on synthetic_focal" if FLAGS.replace_shipped else
+    title = ("# The shipped model: small DualFocus trained on the focal-stack engine and synthetic_focal"
+             if FLAGS.replace_shipped else
              f"# Exported model: DualFocus {model_config.size}/{model_config.variant}")
     label = SHIPPED_LABEL if FLAGS.replace_shipped else out
     text = "\n".join([

@@ -1,6 +1,6 @@
 """Exported model checkpoints: the parameters of one `DualFocusNet` plus the config that built it.
 
-Layout of an exported checkpoint folder (what `dualfocus_jax/pretrained/small_synthetic/` holds):
+Layout of an exported checkpoint folder (what each folder of `dualfocus_jax/pretrained/` holds):
 
     model_config.json   every field of the `DualFocusConfig` (`DualFocusConfig.to_dict()`), plus provenance
     params/             an orbax `StandardCheckpointer` tree of {'params': ...} (float32 NumPy arrays)
@@ -26,9 +26,10 @@ from dualfocus_jax.model import DualFocusConfig, params_mismatch
 
 CONFIG_FILE = "model_config.json"
 PARAMS_DIR = "params"
-# The model shipped with the package (trained by configs/pretrained_small.py).
+# The model shipped with the package: the `small` network trained on the focal-stack engine and the embedded
+# synthetic_focal scenes (configs/engine_small.py, stages 1 to 5; its evaluation.md says how it compares).
 DEFAULT_CHECKPOINT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pretrained",
-                                  "small_synthetic")
+                                  "small_engine_stage5")
 
 
 class CheckpointError(ValueError):

@@ -5,9 +5,10 @@ units of `focus_units.py` (distance, inverse distance for wide focus spans, diop
 index), so the two methods treat a user's focus values the same way. The network always gets the slices
 near to far (the order it was trained on); for diopters and disparities that is descending value.
 
-Slice counts: the shipped network was trained on 5 slices, but its encoder is per slice and its decoder is
-3D-convolutional along the slice axis, so any S >= 2 runs unchanged (10 slices: see
-experiments/results/pretrained_small.md for the effect on the rendered motorcycle). Image size: any; the
+Slice counts: any S >= 2 runs unchanged (the encoder is per slice, the decoder 3D-convolutional along the
+slice axis); the shipped network was trained on 3, 5, 7, 10 and 16 slices (experiments/results/generalisation/
+scores it per slice count), and keeping every slice of a long stack works as well as choosing a subset (the
+same tables). Image size: any; the
 model pads to a multiple of 32 internally and crops back. It is traced and compiled once per (S, H, W)
 (traced_network.py keeps both between processes).
 """
