@@ -153,9 +153,16 @@ def test_compilation_cache_is_filled_once_and_reused(tiny_stack, tmp_path):
     assert first.returncode == 0, first.stderr
     entries = _entries(cache)
     assert entries, "nothing was cached"
+    stored = {name: (cache / name).stat().st_mtime_ns for name in entries}
     second = _predict_subprocess(tiny_stack, tmp_path / "second", cache)
     assert second.returncode == 0, second.stderr
-    assert _entries(cache) == entries  # every program came from the cache: nothing new compiled and stored
+    after = _entries(cache)
+    # Every program the first run stored was read back, not compiled and written again...
+    assert {name: (cache / name).stat().st_mtime_ns for name in entries} == stored
+    # ...under the same key (no program stored twice). A new name may appear: a program that compiled just under
+    # the storing threshold (0.5 s) in the first run and just over it on a loaded machine in the second.
+    programs = [name.rsplit("-", 2)[0] for name in after]
+    assert set(entries) <= set(after) and len(programs) == len(set(programs)), after
     metadata = json.loads((tmp_path / "second" / "metadata.json").read_text())
     assert metadata["compilation_cache"] == str(cache)
     np.testing.assert_array_equal(np.load(tmp_path / "first" / "depth.npy"), np.load(tmp_path / "second" / "depth.npy"))
