@@ -9,6 +9,7 @@ launcher (`experiments/train.py`) only parses flags and calls this.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -327,14 +328,9 @@ def train_and_evaluate(config, workdir: str, mode: str = "train_and_eval", *,
 
         # ------------------------------------------------------------ evaluations
         if mode != "train" and len(config.evals):
-            untrained = []  # built on first use, by an untrained_network evaluator
-
-            def untrained_params():
-                if not untrained:
-                    untrained.append(mesh_lib.replicated_on_mesh(
-                        initial_train_state(model_config, optimizer, init_rng).params, mesh))
-                return untrained[0]
-
+            # Built on first use (by an untrained_network evaluator), once.
+            untrained_params = functools.cache(lambda: mesh_lib.replicated_on_mesh(
+                initial_train_state(model_config, optimizer, init_rng).params, mesh))
             reports = run_evaluators(build_evaluators(config.evals), step=results["step"], say=say,
                                      params=state.params, untrained_params=untrained_params,
                                      model_config=model_config, data_dir=config.input.data_dir, predict=predict)
