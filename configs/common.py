@@ -162,8 +162,8 @@ def base_config():
 
 
 def dfv_recipe_config(variant: str):
-    """base_config() with DFV's training recipe (METHOD.md "Training recipes"), shared by the FoD500 and DDFF-12
-    configs: the paper-size model, batch 20 of 224×224 crops with 5 slices, Adam lr 1e-4, betas (0.9, 0.999),
+    """base_config() with DFV's training recipe (docs/design/METHOD.md "Training recipes"), shared by the FoD500 and
+    DDFF-12 configs: the paper-size model, batch 20 of 224×224 crops with 5 slices, Adam lr 1e-4, betas (0.9, 0.999),
     global-norm clip 0.5, constant rate. Each config adds its sources, budget, checkpoints and evaluations."""
     config = base_config()
     config.model.update(size="paper", variant=variant)

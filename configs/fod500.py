@@ -6,7 +6,7 @@ Command (after `python -m experiments.prepare_data --dataset=fod500 --manual_dir
 
 Hardware: one 80 GB GPU or a TPU v4-8 (batch 20 of 224×224 crops, 5 slices, paper-size model); 14,000
 updates (700 epochs of 400 stacks), roughly a day on one A100-class GPU.
-Recipe (METHOD.md "Training recipes"): Adam lr 1e-4, betas (0.9, 0.999), batch 20, global-norm clip 0.5,
+Recipe (docs/design/METHOD.md "Training recipes"): Adam lr 1e-4, betas (0.9, 0.999), batch 20, global-norm clip 0.5,
 random 224×224 crops, horizontal and vertical flips, all 5 slices; no validation split (the last checkpoint
 is evaluated). Evaluation: the 100 test scenes, DFV protocol (prediction and GT clipped to [0, 1.5] m).
 Target (paper, DualFocus): MSE 0.015, RMSE 0.112, Bump 1.31 (DFV: 0.020 / 0.129 / 1.43).

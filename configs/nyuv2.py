@@ -7,7 +7,7 @@ files> --data_dir=D`):
 
 Hardware: one 80 GB GPU or a TPU v4-8 (batch 24 of full 384×512 stacks, paper-size model); 60,000 updates,
 about 1–2 days on one A100-class GPU.
-Recipe (METHOD.md "Training recipes"): AdamW lr 3e-4, weight decay 1e-3, batch 24, 60k steps (cosine decay),
+Recipe (docs/design/METHOD.md "Training recipes"): AdamW lr 3e-4, weight decay 1e-3, batch 24, 60k steps (cosine decay),
 clip 0.5, full 384×512 images with flips, all 5 slices; 2 % of the training list held out for model
 selection (RMSE). Evaluation: the 654 test images, mask 1e-3 < GT < 10 m.
 Target (paper, DualFocus): RMSE 0.075, AbsRel 0.013, δ1 0.999 (DFV: 0.094 / 0.020 / 0.998).

@@ -18,7 +18,7 @@ from dualfocus_jax.model.config import DualFocusConfig, model_config
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RECIPES = ("demo", "fod500", "ddff12", "fod500_ddff12", "nyuv2", "arkitscenes_zero_shot", "pretrained_small",
            "engine_small")
-# The paper's numbers (METHOD.md results table) each recipe's docstring must name as its target.
+# The paper's numbers (docs/design/METHOD.md results table) each recipe's docstring must name as its target.
 TARGETS = {"fod500": ("0.015", "0.112", "1.31"), "ddff12": ("4.7e-4", "0.0194", "0.800"),
            "fod500_ddff12": ("0.112", "0.0194"), "nyuv2": ("0.075", "0.013", "0.999"),
            "arkitscenes_zero_shot": ("0.28", "0.40")}

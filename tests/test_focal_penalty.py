@@ -9,7 +9,7 @@ from dualfocus_jax.variational import focal_unimodality_penalty
 
 
 def penalty_reference(prob_BSHW):
-    """Literal transcription of METHOD.md's L_fv with Python loops, per example."""
+    """Literal transcription of docs/design/METHOD.md's L_fv with Python loops, per example."""
     batch, slices, height, width = prob_BSHW.shape
     total = np.zeros(batch)
     for b in range(batch):

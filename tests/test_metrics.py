@@ -9,7 +9,7 @@ import skimage.filters
 
 from dualfocus_jax.evaluation import metrics
 
-# The Scharr kernel of METRICS.md; its transpose differentiates along the width.
+# The Scharr kernel of docs/design/METRICS.md; its transpose differentiates along the width.
 _SCHARR_H = np.array([[3.0, 10.0, 3.0], [0.0, 0.0, 0.0], [-3.0, -10.0, -3.0]]) / 16.0
 
 

@@ -22,7 +22,7 @@ def test_paper_size_matches_the_papers_27m_and_dfvs_19m():
     full = parameter_count(abstract_params(model_config("paper", "dualfocus")))
     dfv = parameter_count(abstract_params(model_config("paper", "dfv")))
     assert 25_000_000 <= full <= 29_000_000, full
-    assert 18_000_000 <= dfv <= 20_000_000, dfv  # METHOD.md: DFV ≈ 19.0M
+    assert 18_000_000 <= dfv <= 20_000_000, dfv  # docs/design/METHOD.md: DFV ≈ 19.0M
 
 
 def test_parameters_do_not_depend_on_input_size_or_slices():

@@ -1,4 +1,4 @@
-"""Focal volume: the difference formula of METHOD.md item 2 against hand-made arrays."""
+"""Focal volume: the difference formula of docs/design/METHOD.md item 2 against hand-made arrays."""
 
 import numpy as np
 import pytest

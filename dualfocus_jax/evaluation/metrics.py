@@ -1,4 +1,4 @@
-"""Depth-from-focus metrics with the exact semantics of the DFF literature (see design/METRICS.md).
+"""Depth-from-focus metrics with the exact semantics of the DFF literature (see docs/design/METRICS.md).
 
 All functions are masked, batched over B images and jit-able. Each metric is computed per image over its
 valid pixels (N = number of valid pixels) and `depth_metrics` then averages over images, as DFV, DDFF and

@@ -1,4 +1,5 @@
-"""Each dataset's evaluation protocol (DATASETS.md, METRICS.md): slices, mask and clipping before the metrics.
+"""Each dataset's evaluation protocol (docs/design/DATASETS.md, docs/design/METRICS.md): slices, mask and clipping
+before the metrics.
 
 | protocol        | slices (of a sorted stack)     | pixels that count | clipping                     |
 |-----------------|--------------------------------|-------------------|------------------------------|

@@ -1,7 +1,7 @@
 """How the focus positions of a user's stack become the values depth is computed in.
 
 The network never sees focus values: it takes the slices in near-to-far order and outputs, per pixel, a
-probability p_s over the slices; depth is the expectation Σ_s p_s·v_s over working values v_s (METHOD.md).
+probability p_s over the slices; depth is the expectation Σ_s p_s·v_s over working values v_s (docs/design/METHOD.md).
 So the unit of the focus positions only matters for the expectation, and depth comes out in that unit. What
 matters to the network is the slice ORDER: it was trained on slices sorted near to far, so that is the order it
 always gets. Which way is near depends on the kind of focus value (`FOCUS_UNITS`):

@@ -2,10 +2,10 @@
 
 `model_config(size, variant)` is the only constructor most code needs:
 
-* sizes: ``paper`` (about 27M parameters, the paper's count; the DFV-like core is about 19M, METHOD.md
+* sizes: ``paper`` (about 27M parameters, the paper's count; the DFV-like core is about 19M, docs/design/METHOD.md
   "Network" item 6, the rest is the concatenated volume and the spatial branch) and ``small`` (under 1M
   parameters, trainable on two CPU cores).
-* variants (METHOD.md, "Ablation"):
+* variants (docs/design/METHOD.md, "Ablation"):
 
   ============  ===============================  =================  ====================
   variant       focal volume fed to the decoder  spatial constraint focal constraint
@@ -61,7 +61,7 @@ class DualFocusConfig:
       conv3d_impl: "slices" computes each 3×3×3 convolution as three 2D convolutions over shifted focal
         slices (faster than XLA:CPU's native 3D convolution, see `conv3d.py`), "lax" uses
         `lax.conv_general_dilated` in 3D. Same parameters, same result up to rounding.
-    Spatial constraint (METHOD.md "Network" item 3):
+    Spatial constraint (docs/design/METHOD.md "Network" item 3):
       use_spatial: build the spatial branch, concatenate its surfaces into the volume, train with L_sv.
       solver: "dct" (exact Neumann least squares) or "cg" (unrolled conjugate gradient, `cg_iters` steps).
       solver_stride: resolution of the gradient heads and the solver, 1/solver_stride of the input (16 as
@@ -74,7 +74,7 @@ class DualFocusConfig:
     Focal constraint:
       use_focal: train with L_fv (lambda_fv is forced to 0 when False).
       project_unimodal_at_inference: project p onto unimodal distributions when `train=False`.
-    Losses (METHOD.md "Losses"):
+    Losses (docs/design/METHOD.md "Losses"):
       lambda_sv, lambda_fv: weights of L_sv and L_fv in the total (not published; see `losses.py`).
       tau_rel: τ of the in-focus weights q_n, relative to the mean focus spacing (f_S − f_1)/(S − 1).
       level_weights: deep-supervision weights of L_depth, finest level first (8/15, 4/15, 2/15, 1/15).

@@ -1,6 +1,6 @@
 """3D decoder over (S, h, w): four levels coarse to fine, one focus cost per slice at each level.
 
-After DFV (METHOD.md "Network" item 4): at each level two residual blocks of 3×3×3 convolutions, a
+After DFV (docs/design/METHOD.md "Network" item 4): at each level two residual blocks of 3×3×3 convolutions, a
 2-layer "classify" head giving one cost per slice (deep supervision), and, except at the finest level, a
 ×(1, 2, 2) upsampling (bilinear in h, w; the focal axis keeps its S slices) with a 3×3×3 convolution to half
 the channels, concatenated with the next level's volume. Normalisation is GroupNorm over the whole

@@ -1,6 +1,6 @@
 """DualFocusNet: focal stack in; depth, uncertainty, focus probabilities and all-in-focus image out.
 
-Pipeline (METHOD.md "Network"): sort the slices by focus position → pad H, W to a multiple of 32 →
+Pipeline (docs/design/METHOD.md "Network"): sort the slices by focus position → pad H, W to a multiple of 32 →
 ImageNet-normalise → shared 2D encoder (features at 1/32, 1/16, 1/8, 1/4) → focal volumes ([V, ΔV], ΔV or
 V by variant) → optional spatial branch, whose integrable surfaces join the volume at the solver's level →
 3D decoder (a cost per slice at four levels) → per level: bilinear upsampling of the costs to the input

@@ -1,6 +1,6 @@
 """Per-slice 2D encoder: ResNet-18-style trunk, pyramid pooling and an FPN top-down path.
 
-Layout from DFV's feature extractor (METHOD.md "Network" item 1): the trunk's 1/32 output goes through
+Layout from DFV's feature extractor (docs/design/METHOD.md "Network" item 1): the trunk's 1/32 output goes through
 ICNet-style pyramid pooling (adaptive average pools, 1×1 convolutions, summed back), then a top-down path
 upsamples ×2 (nearest), convolves, concatenates the trunk's lateral output of that scale and fuses it with a
 3×3 convolution; a 1×1 projection at each scale gives the focal-volume features. Weights are shared across

@@ -1,6 +1,6 @@
 """Focal volumes: per-slice features stacked along the focal axis, with focal differences.
 
-METHOD.md "Network" item 2: with V_n the features of slice n (slices sorted by focus position),
+docs/design/METHOD.md "Network" item 2: with V_n the features of slice n (slices sorted by focus position),
     ΔV_n = V_{n+1} − V_n   for n < S,      ΔV_S = V_S − V_{S−1}   (the last slice repeats the last step),
 and the enhanced volume V*_n = [V_n, ΔV_n] (DualFocus). DFV fed ΔV alone; FV feeds V alone.
 """

@@ -1,4 +1,4 @@
-"""Training losses of DualFocus: L = L_depth + λ_sv L_sv + λ_fv L_fv (METHOD.md "Losses").
+"""Training losses of DualFocus: L = L_depth + λ_sv L_sv + λ_fv L_fv (docs/design/METHOD.md "Losses").
 
 * L_depth: smooth-L1 between each deep-supervision level's depth and the ground truth D*, on pixels whose
   D* is valid and lies in [f_1, f_S], averaged over those pixels of the batch, levels weighted

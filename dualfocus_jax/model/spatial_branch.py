@@ -1,4 +1,4 @@
-"""Spatial constraint: per-plane gradient fields projected onto integrable surfaces (METHOD.md item 3).
+"""Spatial constraint: per-plane gradient fields projected onto integrable surfaces (docs/design/METHOD.md item 3).
 
 For every focal plane n a 2D head (weights shared across planes) predicts C2 pairs of gradient fields
 Γ_n = (g_x, g_y); each pair is replaced by its least-squares integrable surface

@@ -1,7 +1,7 @@
 """Per-example training augmentation of focal-stack examples (NumPy, host side); the result is the model-input
 layout of `dualfocus_jax.model_inputs`.
 
-Training recipes (METHOD.md "Training recipes", DFV): random crops that keep at least `min_valid_fraction`
+Training recipes (docs/design/METHOD.md "Training recipes", DFV): random crops that keep at least `min_valid_fraction`
 valid ground truth (DDFF-12 accepts a crop with ≥ 80 % valid pixels), random horizontal and vertical flips,
 and a random subset of the slices kept in focus order (DDFF-12: 5 of 10) or evenly spaced slices
 (linspace(0, S − 1, S'), DDFF-12 at test time). Every random choice comes from the generator passed in, so

@@ -1,6 +1,6 @@
 """Variational parts of DualFocus as pure, jit-able, differentiable JAX functions.
 
-Spatial constraint (METHOD.md, "Network" item 3): least-squares integration of per-plane gradient fields
+Spatial constraint (docs/design/METHOD.md, "Network" item 3): least-squares integration of per-plane gradient fields
 Γ = (g_x, g_y) into the nearest integrable surface z* = argmin_z ‖P z − Γ‖², P the forward-difference
 operator, with the constant null space pinned by zero mean.
 
@@ -12,11 +12,11 @@ Grid convention shared by all three: z, g_x and g_y all have shape (..., H, W);
 g_x[..., i, j] ≈ z[i, j+1] − z[i, j] and g_y[..., i, j] ≈ z[i+1, j] − z[i, j]; the last column of g_x and
 the last row of g_y have no forward difference and are ignored.
 
-Focal constraint (METHOD.md, "Losses", L_fv):
+Focal constraint (docs/design/METHOD.md, "Losses", L_fv):
 
 * `focal_unimodality_penalty`: the training penalty on non-unimodal focus probabilities, per example.
 * `project_unimodal`: exact Euclidean projection of focus probabilities onto unimodal distributions, for
-  inference (beyond the paper, see METHOD.md "The design's own demand").
+  inference (beyond the paper, see docs/design/METHOD.md "The design's own demand").
 """
 
 from dualfocus_jax.variational.focal_penalty import focal_unimodality_penalty

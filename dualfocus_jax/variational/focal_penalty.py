@@ -1,6 +1,6 @@
 """Focal variational loss L_fv of DualFocus: penalise focus probabilities that are not unimodal.
 
-METHOD.md ("Losses"): with k(x) = argmax_n p_n(x),
+docs/design/METHOD.md ("Losses"): with k(x) = argmax_n p_n(x),
     L_fv = Σ_x [ Σ_{i<k} max(0, p_i − p_{i+1})² + Σ_{i≥k} max(0, p_{i+1} − p_i)² ],
 i.e. every drop on the way up to the mode and every rise after it is penalised quadratically. Slices are
 indexed 0..S−1 here: the first sum runs over pairs (i, i+1) with i+1 ≤ k, the second over pairs with

@@ -8,7 +8,7 @@ down-weighting out-of-focus planes or depth edges), at the price of K matrix-fre
 
 Why unrolled CG: the K steps run as one `lax.scan`, so `jit` compiles a single loop body, reverse-mode
 autodiff differentiates through the iterations (gradients w.r.t. both the field and the weights), and the
-whole solve fuses with the network around it (METHOD.md, "The design's own demand").
+whole solve fuses with the network around it (docs/design/METHOD.md, "The design's own demand").
 
 Convergence: plain CG needs O(√κ) steps, κ ≈ (2 max(H, W) / π)² for unit weights, so K = 50 is tight for
 grids up to about 16×16 and loose beyond. `preconditioner="dct"` preconditions with the exact unit-weight

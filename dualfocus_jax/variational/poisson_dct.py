@@ -1,6 +1,6 @@
 """Exact least-squares integration of a gradient field with a DCT-II Poisson solver (Neumann boundaries).
 
-Problem (METHOD.md, "Network" item 3): z* = argmin_z ‖P z − Γ‖², P the forward-difference operator on an
+Problem (docs/design/METHOD.md, "Network" item 3): z* = argmin_z ‖P z − Γ‖², P the forward-difference operator on an
 H×W grid. Its normal equations (PᵀP) z = PᵀΓ are a Poisson problem whose matrix PᵀP is the graph Laplacian
 of the 4-connected grid, i.e. the 5-point Laplacian with Neumann (reflecting) boundaries. That Laplacian is
 the Kronecker sum of two 1D path-graph Laplacians, and the orthonormal DCT-II diagonalises each of them

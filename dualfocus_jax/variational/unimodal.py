@@ -1,7 +1,8 @@
 """Exact Euclidean projection of focus probabilities onto unimodal distributions (inference-time L_fv).
 
 The training penalty (`focal_penalty`) only discourages multi-modal focus curves; this projection makes the
-focal constraint hold exactly at test time (METHOD.md, "The design's own demand", a choice beyond the paper).
+focal constraint hold exactly at test time (docs/design/METHOD.md, "The design's own demand", a choice beyond the
+paper).
 
 Method (exact, no iterations). A sequence is unimodal iff it is a non-decreasing prefix followed by a
 non-increasing suffix, split at some t ∈ {0..S}. For a fixed split the projection separates into an
