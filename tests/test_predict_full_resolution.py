@@ -1,5 +1,6 @@
 """Outputs at the photos' pixel grid from a working-resolution prediction (full_resolution.py), against
-independent references: skimage's warp (alignment.warp_similarity) and plain NumPy blends."""
+independent references: the alignment's NumPy warp (alignment.warp_similarity, itself checked against
+scikit-image's warp in test_predict_units.py) and plain NumPy blends."""
 
 import numpy as np
 import pytest

@@ -70,6 +70,45 @@ def test_alignment_recovers_a_known_scale_and_shift():
     assert after < 0.25 * before, (before, after)
 
 
+def test_alignment_recovers_a_known_scale_and_shift_on_a_downscaled_copy():
+    # 240×320 photos are registered on a 192×256 grey copy (work_size 256): the anti-aliased downscaling path.
+    reference = _textured_image(240, 320, seed=1)
+    # Slice 1's pixel x sits at 1.015·(x − c) + c + (−4, 5) of the reference (as in the test above).
+    moved = warp_similarity(reference, 1 / 1.015, np.array([4.0, -5.0]) / 1.015)
+    _, alignment = align_focal_stack(np.stack([reference, moved]), reference_index=0)
+    assert alignment.scale_S[1] == pytest.approx(1.015, abs=0.003)
+    np.testing.assert_allclose(alignment.shift_yx_S2[1], [-4.0, 5.0], atol=0.5)
+
+
+def test_alignment_pieces_compute_what_scikit_image_computes():
+    """The NumPy warp, anti-aliased downscaling and phase correlation against the scikit-image functions they
+    replace (imported here only: the predictor does not import scikit-image)."""
+    from skimage.registration import phase_cross_correlation
+    from skimage.transform import AffineTransform, rescale, warp
+
+    from dualfocus_jax.inference import alignment
+
+    image = np.random.default_rng(2).random((57, 83, 3)).astype(np.float32)
+    for scale, shift in [(1.03, (2.5, -3.25)), (0.96, (-7.1, 4.4)), (1.2, (30.0, -40.0))]:
+        h, w = image.shape[:2]
+        centre = np.array([(w - 1) / 2.0, (h - 1) / 2.0])
+        forward = AffineTransform(scale=scale, translation=centre - scale * centre + np.array([shift[1], shift[0]]))
+        expected = warp(image, forward.inverse, order=1, mode="edge", preserve_range=True)
+        np.testing.assert_allclose(warp_similarity(image, scale, np.array(shift)), expected, atol=1e-4)
+    grey = image.mean(-1)
+    for factor in (0.4, 0.37, 0.9):
+        expected = rescale(grey, factor, anti_aliasing=True, preserve_range=True)
+        np.testing.assert_allclose(alignment._rescale_anti_aliased(grey, factor), expected, atol=1e-5)
+    fixed = alignment._grey_small(_textured_image(96, 128, seed=3), 1.0)
+    moving = warp_similarity(fixed[..., None], 1.01, np.array([1.3, -2.6]))[..., 0]
+    for upsample in (1, 20):
+        shift, error, _ = phase_cross_correlation(fixed, moving, upsample_factor=upsample, normalization=None)
+        ours, our_error = alignment._phase_correlation(np.fft.fft2(fixed), np.fft.fft2(moving),
+                                                       upsample_factor=upsample)
+        np.testing.assert_allclose(ours, shift, atol=1e-6)
+        assert our_error == pytest.approx(error, abs=1e-5)
+
+
 def test_alignment_rejects_a_single_slice():
     with pytest.raises(ValueError, match="S >= 2"):
         align_focal_stack(np.zeros((1, 8, 8, 3), np.float32))

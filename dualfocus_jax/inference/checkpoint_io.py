@@ -9,20 +9,25 @@ Unlike a training workdir (optimizer state, data-iterator position, several step
 prediction needs, so it stays a few MB and can be committed. Loading checks the parameter shapes against
 the config before anything runs, so a checkpoint of another model or a damaged folder fails with a clear
 message instead of a shape error deep inside Flax.
+
+Orbax and the model (Flax) are imported by the functions that need them, not with this module: a repeated
+prediction reads the parameters from the traced-program store (traced_network.py) and needs neither.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
+from typing import TYPE_CHECKING
 
 import jax
 import numpy as np
-import orbax.checkpoint as ocp
 
-from dualfocus_jax.model import DualFocusConfig, params_mismatch
+if TYPE_CHECKING:
+    from dualfocus_jax.model import DualFocusConfig
 
 CONFIG_FILE = "model_config.json"
 PARAMS_DIR = "params"
@@ -47,6 +52,8 @@ def save_exported_checkpoint(folder: str, params: dict, config: DualFocusConfig,
     folder = os.path.abspath(folder)
     os.makedirs(folder, exist_ok=True)
     _check_params_match(params, config, folder)
+    import orbax.checkpoint as ocp  # here, not at the top: predictions from the traced-program store need no orbax
+
     host = jax.tree.map(lambda leaf: np.asarray(leaf, np.float32), params)
     checkpointer = ocp.StandardCheckpointer()
     checkpointer.save(os.path.join(folder, PARAMS_DIR), host, force=True)  # re-export replaces old params
@@ -86,6 +93,8 @@ def restore_on_first_device(path: str):
     """The orbax `StandardCheckpointer` tree at `path`, every array restored whole onto this process's first
     device, whatever mesh or number of processes wrote it (the saved shardings may name devices that do not
     exist here). Orbax's and tensorstore's errors pass through; the callers word them."""
+    import orbax.checkpoint as ocp  # as in save_exported_checkpoint: only a restore needs orbax
+
     checkpointer = ocp.StandardCheckpointer()
     local = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     with quiet_orbax():  # in a training workdir it warns that the manager-level metadata is not in the item folder
@@ -118,6 +127,8 @@ def read_checkpoint_config(folder: str) -> DualFocusConfig:
                 f"--workdir {folder} --out {os.path.join(folder, 'export')} --export_only` and pass --checkpoint "
                 f"{os.path.join(folder, 'export')}." if os.path.isdir(os.path.join(folder, "checkpoints")) else "")
         raise CheckpointError(f"{folder!r} is not an exported DualFocus checkpoint: no {CONFIG_FILE}.{hint}")
+    from dualfocus_jax.model import DualFocusConfig  # imports Flax: only where a config is built (module docstring)
+
     try:
         with open(path, encoding="utf-8") as handle:
             stored = json.load(handle)
@@ -127,8 +138,27 @@ def read_checkpoint_config(folder: str) -> DualFocusConfig:
                               "the checkpoint is damaged. Re-export it.") from None
 
 
+def checkpoint_digest(folder: str) -> str:
+    """A hash of the bytes of `folder`'s model_config.json and of every file under params/ (with their paths):
+    what the parameters and the config read from the folder depend on. OSError when a file cannot be read."""
+    digest = hashlib.sha256()
+    with open(os.path.join(folder, CONFIG_FILE), "rb") as handle:
+        digest.update(handle.read())
+    params_dir = os.path.join(folder, PARAMS_DIR)
+    for root, dirs, names in os.walk(params_dir):
+        dirs.sort()
+        for name in sorted(names):
+            path = os.path.join(root, name)
+            digest.update(b"\0" + os.path.relpath(path, params_dir).encode() + b"\0")
+            with open(path, "rb") as handle:
+                digest.update(handle.read())
+    return digest.hexdigest()
+
+
 def _check_params_match(params, config: DualFocusConfig, folder: str) -> None:
     """CheckpointError listing the first differences when `params` do not fit `DualFocusNet(config)`."""
+    from dualfocus_jax.model import params_mismatch  # traces the model, so Flax is needed anyway
+
     mismatch = params_mismatch(params, config)
     if mismatch:
         raise mismatch_error(folder, config, mismatch)

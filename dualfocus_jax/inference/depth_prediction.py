@@ -16,14 +16,17 @@ model pads to a multiple of 32 internally and crops back. It is traced and compi
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
 import jax.numpy as jnp
 import numpy as np
 
 from dualfocus_jax.classical import FOCUS_MEASURES, estimate_depth_classical, focus_distribution
 from dualfocus_jax.inference.focus_units import FocusWorkingUnits, depth_from_slice_probabilities, focus_working_units
-from dualfocus_jax.inference.traced_network import network_probabilities
-from dualfocus_jax.model import DualFocusConfig
+from dualfocus_jax.inference.traced_network import CheckpointNetwork, network_probabilities
+
+if TYPE_CHECKING:  # the model package imports Flax, which a prediction from stored programs does not need
+    from dualfocus_jax.model import DualFocusConfig
 
 METHODS = ("network", "classical")
 
@@ -44,15 +47,18 @@ class DepthPrediction:
 
 def predict_depth(images_SHWC: np.ndarray, focus_distances_S: np.ndarray, *, method: str = "network",
                   params: dict | None = None, config: DualFocusConfig | None = None,
-                  focus_unit: str = "distance") -> DepthPrediction:
+                  focus_unit: str = "distance", network: CheckpointNetwork | None = None) -> DepthPrediction:
     """Depth from a focal stack sorted by ascending focus position (as a `FocalStack` holds it).
 
     Args:
       images_SHWC: (S, H, W, 3) float32 in [0, 1].
       focus_distances_S: (S,) ascending focus positions in `focus_unit` (distances > 0 in any length unit;
         diopters and disparities of any sign; for "order", 0 = nearest .. S-1 = farthest).
-      method: "network" (needs params and config) or "classical" (`estimate_depth_classical`, refined).
+      method: "network" (needs params and config, or network) or "classical" (`estimate_depth_classical`,
+        refined).
       focus_unit: "distance", "diopter", "disparity" or "order" (focus_units.py).
+      network: for "network", a checkpoint from `traced_network.load_network` instead of params and config
+        (what the predictor passes: it may run from stored parameters and programs without Flax).
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {METHODS}.")
@@ -64,9 +70,14 @@ def predict_depth(images_SHWC: np.ndarray, focus_distances_S: np.ndarray, *, met
     near_to_far = units.near_to_far_S
     back_to_given = np.argsort(near_to_far)  # near-to-far index -> given (ascending) index
     if method == "network":
-        if params is None or config is None:
-            raise ValueError("method 'network' needs params and config (load_exported_checkpoint()).")
-        prob, aif = network_probabilities(params, config, jnp.asarray(images[near_to_far]))
+        stack = jnp.asarray(images[near_to_far])
+        if network is not None:
+            prob, aif = network.probabilities(stack)
+        elif params is None or config is None:
+            raise ValueError("method 'network' needs params and config (load_exported_checkpoint()) or a network "
+                             "(traced_network.load_network()).")
+        else:
+            prob, aif = network_probabilities(params, config, stack)
         prob = np.asarray(prob)
         depth, uncertainty = depth_from_slice_probabilities(prob, units)
         return DepthPrediction(depth, uncertainty, np.clip(np.asarray(aif, np.float32), 0, 1), units,

@@ -33,7 +33,7 @@ import tempfile
 import time
 
 import numpy as np
-from PIL import Image
+from PIL import Image, TiffImagePlugin  # noqa: F401 - registers the TIFF writer: else Pillow imports all formats
 from PIL.PngImagePlugin import PngInfo
 
 from dualfocus_jax.inference.depth_prediction import DepthPrediction
@@ -170,7 +170,7 @@ class OutputFolder:
 
         background=True runs the write in a worker thread (encoders and file writes release the GIL, so
         12 MP EXR/PNG/TIFF files are written side by side); `commit` waits for them and re-raises the first
-        failure. Writes that draw with matplotlib stay in the calling thread (it is not thread-safe)."""
+        failure."""
         base, extension = os.path.splitext(name)
         temporary = os.path.join(self.out_dir, f".{base}{PARTIAL_MARK}{os.getpid()}{extension}")
         self._staged.append((temporary, os.path.join(self.out_dir, name)))
@@ -249,7 +249,7 @@ def write_prediction(folder: OutputFolder, prediction: DepthPrediction, *, depth
     aif = all_in_focus_HWC() if callable(all_in_focus_HWC) else all_in_focus_HWC
     folder.stage("aif.png", lambda path: save_rgb_png(path, aif, format="PNG", compress_level=1), background=True)
     depth_panel = _depth_panel(prediction.depth_HW, focus, unit, prediction.units)
-    folder.stage("depth.png", lambda path: save_scalar_png(path, depth_panel, format="png"))
+    folder.stage("depth.png", lambda path: save_scalar_png(path, depth_panel, format="png"), background=True)
     picks = np.unique(np.linspace(0, len(focus) - 1, min(3, len(focus))).round().astype(int))
     panels = [Panel(f"slice {i + 1}/{len(focus)}: focus {focus[i]:.3g} {unit}", images_SHWC[i], kind="rgb")
               for i in picks]
@@ -259,7 +259,7 @@ def write_prediction(folder: OutputFolder, prediction: DepthPrediction, *, depth
                      vmax=float(np.percentile(small_uncertainty, 98)) or None, label=unit),
                Panel("all-in-focus", prediction.all_in_focus_HWC, kind="rgb")]
     folder.stage("summary.png", lambda path: save_panels_png(
-        path, panels, columns=3, title=f"{title}\n{prediction.units.describe(unit)}", format="png"))
+        path, panels, columns=3, title=f"{title}\n{prediction.units.describe(unit)}", format="png"), background=True)
     if points is not None:
         folder.stage("points.ply", lambda path: write_ply(path, points[0], points[1]), background=True)
     return files

@@ -24,12 +24,7 @@ from dualfocus_jax.focal_stack import (
     parse_focus_values,
 )
 from dualfocus_jax.inference.alignment import align_focal_stack
-from dualfocus_jax.inference.checkpoint_io import (
-    DEFAULT_CHECKPOINT,
-    CheckpointError,
-    load_exported_checkpoint,
-    mismatch_error,
-)
+from dualfocus_jax.inference.checkpoint_io import CheckpointError, mismatch_error
 from dualfocus_jax.inference.depth_prediction import METHODS, predict_depth
 from dualfocus_jax.inference.focus_units import (
     DEFAULT_UNIT_LABELS,
@@ -43,7 +38,7 @@ from dualfocus_jax.inference.focus_units import (
 from dualfocus_jax.inference.full_resolution import all_in_focus_at_full_resolution, resize_map
 from dualfocus_jax.inference.output_files import OutputFolder, OutputFolderError, check_output_folder, write_prediction
 from dualfocus_jax.inference.point_cloud import DEFAULT_FOV_DEG, depth_to_points, intrinsics_from_fov
-from dualfocus_jax.inference.traced_network import NetworkMismatchError
+from dualfocus_jax.inference.traced_network import NetworkMismatchError, load_network
 
 LENGTH_UNITS = ("m", "cm", "mm", "km", "in", "ft", "metre", "metres", "meter", "meters")
 
@@ -120,14 +115,15 @@ def run_prediction(stack_dir: str, out_dir: str, *, focus_distances=None, checkp
     cache_dir = None
     if compilation_cache:
         cache_dir = enable_compilation_cache(compilation_cache if isinstance(compilation_cache, str) else None)
-    params = config = None
+    network = None
     summary: dict = {"dualfocus_jax_version": __version__, "method": method}
     if method == "network":
         t0 = time.perf_counter()
+        # From the parameter store beside the traced programs when it holds this checkpoint (no orbax, no Flax).
         # The shape check traces the model: traced_network.py does it only when it has no stored program.
-        params, config = load_exported_checkpoint(checkpoint, check_shapes=False)
-        summary["checkpoint"] = os.path.abspath(checkpoint or DEFAULT_CHECKPOINT)
-        summary["model"] = f"DualFocus {config.size}/{config.variant}"
+        network = load_network(checkpoint)
+        summary["checkpoint"] = network.folder
+        summary["model"] = f"DualFocus {network.label}"
         timings["load_checkpoint_s"] = time.perf_counter() - t0
         log(f"[0/5] model: {summary['model']} from {summary['checkpoint']}")
 
@@ -166,10 +162,9 @@ def run_prediction(stack_dir: str, out_dir: str, *, focus_distances=None, checkp
 
         t0 = time.perf_counter()
         try:
-            prediction = predict_depth(images, focus, method=method, params=params, config=config,
-                                       focus_unit=focus_unit)
+            prediction = predict_depth(images, focus, method=method, network=network, focus_unit=focus_unit)
         except NetworkMismatchError as error:
-            raise mismatch_error(summary["checkpoint"], config, error.mismatch) from None
+            raise mismatch_error(summary["checkpoint"], error.config, error.mismatch) from None
         timings["predict_s"] = time.perf_counter() - t0
         log(f"[3/5] predicted ({method}) in {timings['predict_s']:.1f} s: depth "
             f"{np.percentile(prediction.depth_HW, 1):.3g}-{np.percentile(prediction.depth_HW, 99):.3g} {unit} "
