@@ -78,6 +78,12 @@ PER_IMAGE_METRICS = REPORTED + ("log_rmse", "sq_rel", "bump", "pixels", "seconds
 REAL_FOCUS_ORDERS = {"mobile_depth_balls": "far_to_near"}
 
 
+# The engine test split per blur span across the scene (pixels): how much the defocus of the nearest and
+# the farthest surface differ, i.e. how strong a depth cue the stack carries at all.
+BLUR_SPAN_EDGES_PX = (0.0, 6.0, 12.0, 24.0, float("inf"))
+BLUR_SPANS = ("< 6 px", "6-12 px", "12-24 px", ">= 24 px")
+
+
 @dataclasses.dataclass(frozen=True)
 class Sizes:
     """How much of each input is scored (the full run, or --quick for a smoke run)."""
@@ -278,7 +284,25 @@ def engine_scenes(sizes: Sizes, data_dir: str | None) -> Iterator[Scene]:
             yield Scene("engine", text["id"], record["stack"].astype(np.float32) / 255.0,
                         np.asarray(record["focus_positions"], np.float64), np.asarray(record["depth"], np.float32),
                         np.asarray(record["valid"], bool), record["aif"],
-                        {"slices": int(count), **{k: text[k] for k in text if k != "id"}})
+                        {"slices": int(count), **{k: text[k] for k in text if k != "id"},
+                         "blur_span": blur_span_bucket(scene_blur_span_px(record))})
+
+
+def scene_blur_span_px(record) -> float:
+    """Circle-of-confusion difference between the scene's nearest and farthest surface, pixels: f²/(N·p) per
+    diopter (the thin lens focused far beyond its focal length) times the scene's span in diopters."""
+    focal_m, f_number = float(record["focal_length_mm"]) * 1e-3, float(record["f_number"])
+    pixel_m = float(record["pixel_size_um"]) * 1e-6
+    diopters = 1.0 / float(record["scene_near_m"]) - 1.0 / float(record["scene_far_m"])
+    return focal_m ** 2 / (f_number * pixel_m) * diopters
+
+
+def blur_span_bucket(span_px: float) -> str:
+    """The BLUR_SPANS label holding `span_px`."""
+    for label, upper in zip(BLUR_SPANS, BLUR_SPAN_EDGES_PX[1:], strict=True):
+        if span_px < upper:
+            return label
+    return BLUR_SPANS[-1]
 
 
 def synthetic_scenes(sizes: Sizes, data_dir: str | None, quick: bool) -> Iterator[Scene]:
@@ -475,7 +499,7 @@ def summary_rows(records) -> list[dict]:
     for dataset, method, region in keys:
         chosen = [r for r in records if r["dataset"] == dataset and r["method"] == method and r["region"] == region]
         groupings = [("all", None)] + [(key, value) for key in ("slices", "camera_family", "camera", "scene_family",
-                                                                "spacing", "coverage")
+                                                                "spacing", "coverage", "blur_span")
                                        for value in sorted({r.get(key) for r in chosen if r.get(key) is not None},
                                                            key=str)]
         for key, value in groupings:
@@ -524,6 +548,10 @@ def report_markdown(records, real_rows, methods: list[Method], sizes: Sizes, com
     for metric, title in (("abs_rel", "AbsRel"), ("rmse_range", "RMSE / focus range")):
         lines += [f"### {title} per camera family (all slice counts)", "",
                   group_table(engine, names, metric, "camera_family", families), ""]
+    spans = [b for b in BLUR_SPANS if any(r.get("blur_span") == b for r in engine)]
+    for metric, title in (("abs_rel", "AbsRel"), ("rmse_range", "RMSE / focus range")):
+        lines += [f"### {title} per blur span across the scene (all slice counts)", "",
+                  group_table(engine, names, metric, "blur_span", spans), ""]
     scene_families = [f for f in SCENE_FAMILIES if any(r.get("scene_family") == f for r in engine)]
     hard = [f for f in scene_families if f in HARD_FAMILIES]
     lines += [f"### AbsRel per scene family (all slice counts; hard families: {', '.join(HARD_FAMILIES)})", "",
@@ -634,7 +662,7 @@ def main(argv=None) -> int:
     os.makedirs(FLAGS.out, exist_ok=True)
     text = report_markdown(records, real_rows, methods, sizes, command, time.perf_counter() - started)
     identity = ("dataset", "example", "method", "base_method", "input_slices", "region", "slices", "camera",
-                "camera_family", "scene_family", "spacing", "coverage")
+                "camera_family", "scene_family", "spacing", "coverage", "blur_span")
     write_csv(os.path.join(FLAGS.out, "per_image.csv"),
               [{k: r[k] for k in identity + PER_IMAGE_METRICS if k in r} for r in records])
     write_csv(os.path.join(FLAGS.out, "summary.csv"), summary_rows(records))

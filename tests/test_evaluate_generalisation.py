@@ -1,6 +1,6 @@
 """experiments/evaluate_generalisation.py end to end in --quick mode (the network replaced by a stand-in, so
 no network compiles: its path is `predict_depth`, tested elsewhere), and its pieces: the classical baseline
-as the predictor runs it, slice subsets, checkpoint arguments."""
+as the predictor runs it, slice subsets, checkpoint arguments, blur-span groups."""
 
 import csv
 import os
@@ -8,6 +8,8 @@ import os
 import numpy as np
 import pytest
 
+from datasets.focal_engine.focal_engine_dataset_builder import engine_test_stack
+from dualfocus_jax.rendering.thin_lens import ThinLensCamera
 from experiments import evaluate_generalisation as evaluation
 
 CANDIDATE = "dualfocus_jax/pretrained/small_engine_candidate"
@@ -43,7 +45,7 @@ def test_quick_run_writes_every_table_and_the_picture(tmp_path, monkeypatch):
         os.listdir(out))
     assert os.path.getsize(out / "real_stacks.png") < 400_000
     text = (out / "generalisation.md").read_text()
-    for heading in ("RMSE (m) per slice count", "per camera family", "per scene family", "Regions",
+    for heading in ("RMSE (m) per slice count", "per camera family", "per scene family", "per blur span", "Regions",
                     "5-slice stacks predicted from evenly chosen slices", "Motorcycle", "Real phone stacks"):
         assert heading in text
     assert "cand, 3 of 5 slices" in text
@@ -82,3 +84,22 @@ def test_checkpoint_arguments(tmp_path):
     with pytest.raises(ValueError, match="NAME=FOLDER"):
         evaluation.parse_checkpoint_spec("=b")
     assert evaluation.main(["--checkpoint", f"x={tmp_path}", "--out", str(tmp_path / "o")]) == 1
+
+
+def test_blur_span_of_an_engine_stack_is_its_thin_lens_coc_difference():
+    _, record = engine_test_stack(5, 4, (32, 32))
+    camera = ThinLensCamera(focal_length_m=float(record["focal_length_mm"]) * 1e-3,
+                            f_number=float(record["f_number"]), pixel_size_m=float(record["pixel_size_um"]) * 1e-6)
+    # Independent reference: the CoC (pixels) of the nearest surface with the lens focused at infinity, minus
+    # the farthest's, = A·F/p · (1/near − 1/far) in the far-focus limit.
+    aperture = camera.focal_length_m / camera.f_number
+    coc = [aperture * camera.focal_length_m / float(record[key]) / camera.pixel_size_m
+           for key in ("scene_near_m", "scene_far_m")]
+    assert evaluation.scene_blur_span_px(record) == pytest.approx(coc[0] - coc[1], rel=1e-4)
+    # The engine draws the span within EngineSettings.blur_range_px (3–40 px by default) or the camera's reach.
+    assert 0 < evaluation.scene_blur_span_px(record) <= 40.0 * 1.001
+
+
+def test_blur_span_buckets_cover_every_span():
+    assert [evaluation.blur_span_bucket(v) for v in (0.5, 5.99, 6.0, 12.0, 23.9, 24.0, 400.0)] == [
+        "< 6 px", "< 6 px", "6-12 px", "12-24 px", "12-24 px", ">= 24 px", ">= 24 px"]
