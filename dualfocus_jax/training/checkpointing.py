@@ -19,6 +19,10 @@ Faults end in one message (a `CheckpointError`), never in an orbax traceback:
 - A full disk or a file-size limit (`ulimit -f`): checked before each save against the size of the latest
   checkpoint, and a failed asynchronous write is noticed at the next step: `CheckpointWriteError` names the
   path, the space needed and the intact earlier checkpoints; the partial folder is removed.
+
+Checkpoints written before `TrainState.params` held the parameter tree itself (it held the model's variables
+`{'params': ...}`, and the optimizer's moments were nested the same way) are recognised by that one 'params'
+key and migrated at restore (`legacy_state_layout`): old workdirs resume, evaluate and export as before.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import errno
 import os
 import resource
 import shutil
+from collections.abc import Mapping
 
 import jax
 import numpy as np
@@ -151,7 +156,9 @@ class Checkpoints:
             except Exception as error:  # noqa: BLE001 - orbax and tensorstore raise many types
                 damaged.append((step, _short(error)))
                 continue
-            differences = tree_differences(metadata, abstract)
+            legacy = in_legacy_layout(metadata)
+            target = legacy_state_layout(abstract) if legacy else abstract
+            differences = tree_differences(metadata, target)
             if differences:
                 raise CheckpointMismatchError(
                     f"the checkpoint at step {step} in {self.directory} holds another model or optimizer than this "
@@ -160,9 +167,9 @@ class Checkpoints:
                     + "\nResume it with the config it was trained with, or pass a new --workdir.")
             try:
                 restored = self.manager.restore(step, args=ocp.args.Composite(**{
-                    STATE: ocp.args.StandardRestore(abstract), DATA_ITER: ocp.args.JsonRestore()}))
-                guard = {name: float(value) for name, value in jax.device_get(
-                    state_guard_values(restored[STATE])).items()}
+                    STATE: ocp.args.StandardRestore(target), DATA_ITER: ocp.args.JsonRestore()}))
+                state = from_legacy_state_layout(restored[STATE], abstract) if legacy else restored[STATE]
+                guard = {name: float(value) for name, value in jax.device_get(state_guard_values(state)).items()}
                 reason = unhealthy_state_reason(guard["param_abs_max"], guard["opt_state_nonfinite"])
                 if reason is None:
                     data_iterator.set_state(restored[DATA_ITER])
@@ -174,7 +181,7 @@ class Checkpoints:
             restored = None
         if damaged:
             self._report_damaged(damaged, None if restored is None else step, quarantine=quarantine, warn=warn)
-        return restored[STATE], step
+        return state, step
 
     def _report_damaged(self, damaged, good_step, *, quarantine: bool, warn) -> None:
         folders = [self._step_path(step) for step, _ in damaged]
@@ -298,6 +305,40 @@ class Checkpoints:
             "Free some space (or raise the limit) and rerun.")
 
 
+def in_legacy_layout(saved_state) -> bool:
+    """Whether a saved state (its restored tree or its orbax metadata) is in `legacy_state_layout`: its
+    `params` hold one key, 'params' (the model's own top-level parameters are its submodules: encoder, ...)."""
+    try:
+        params = saved_state["params"]
+    except (KeyError, TypeError, IndexError):
+        return False
+    return isinstance(params, Mapping) and set(params) == {"params"}
+
+
+def legacy_state_layout(state):
+    """`state` (a TrainState, or its abstract shapes) in the layout of the checkpoints written before
+    `TrainState.params` held the parameter tree itself: every subtree shaped like `state.params` (the
+    parameters, and the optimizer's moments mu and nu) nested under one key, 'params'."""
+    params_def = jax.tree.structure(state.params)
+
+    def shaped_like_params(node) -> bool:
+        return jax.tree.structure(node) == params_def
+
+    # tree.map calls the function on every leaf too (the step, the optimizer's counts): those stay as they are.
+    return jax.tree.map(lambda node: {"params": node} if shaped_like_params(node) else node, state,
+                        is_leaf=shaped_like_params)
+
+
+def from_legacy_state_layout(restored, state_template):
+    """A state restored in `legacy_state_layout(state_template)` in the template's (current) layout. Nesting
+    under a single key keeps the order of the leaves, so they are the template's leaves, in order."""
+    leaves = jax.tree.leaves(restored)
+    layout = jax.tree.structure(state_template)
+    if len(leaves) != layout.num_leaves:
+        raise ValueError(f"a legacy-layout state of {len(leaves)} arrays cannot fill {layout.num_leaves}.")
+    return jax.tree.unflatten(layout, leaves)
+
+
 def tree_differences(saved_metadata, abstract_state) -> list[str]:
     """'path: checkpoint … vs this config …' for each array whose presence, shape or dtype differs between a
     checkpoint's metadata tree and the abstract state a config builds (empty when they match)."""
@@ -374,9 +415,10 @@ def latest_saved_step(workdir: str) -> int | None:
 
 
 def restore_params(workdir: str, step: int | None = None):
-    """The parameters ({'params': ...}, NumPy) of checkpoint `step` (default: the latest) of a workdir, for
-    evaluation or comparison without a model or optimizer at hand; works whatever mesh or number of
-    processes wrote the checkpoint (every array is restored whole onto this process's first device)."""
+    """The model's variables ({'params': ...}, NumPy) of checkpoint `step` (default: the latest) of a workdir,
+    for evaluation or comparison without a model or optimizer at hand; works whatever mesh or number of
+    processes wrote the checkpoint (every array is restored whole onto this process's first device), and for
+    both layouts of the state (`params` the parameter tree, or the variables in checkpoints written before)."""
     step = latest_saved_step(workdir) if step is None else step
     if step is None:
         raise ValueError(f"no checkpoint in {checkpoint_dir(workdir)}; train first (--mode=train).")
@@ -387,4 +429,5 @@ def restore_params(workdir: str, step: int | None = None):
         raise CheckpointError(f"cannot read the checkpoint at step {step} in {checkpoint_dir(workdir)} "
                               f"({_short(error)}); it is damaged. Move {os.path.dirname(path)} away (training "
                               "then resumes from the newest intact one) or pass another step.") from None
-    return jax.tree.map(np.asarray, restored["params"]), step
+    params = restored["params"]
+    return jax.tree.map(np.asarray, params if in_legacy_layout(restored) else {"params": params}), step

@@ -20,8 +20,10 @@ SCHEDULES = ("constant", "cosine", "warmup_cosine")
 
 @flax.struct.dataclass
 class TrainState:
-    """A pytree: `step` (int32 scalar, optimizer updates done), `params` ({'params': ...} of DualFocusNet) and
-    `opt_state` (optax state). Saved and restored whole by the checkpoint manager."""
+    """A pytree: `step` (int32 scalar, optimizer updates done), `params` (DualFocusNet's parameter tree itself;
+    apply the model with `{'params': state.params}`) and `opt_state` (optax state, its moments shaped like
+    `params`). Saved and restored whole by the checkpoint manager; checkpoints of the earlier layout, whose
+    `params` held the variables `{'params': ...}`, are migrated at restore (`checkpointing.py`)."""
 
     step: jax.Array
     params: dict
@@ -69,12 +71,13 @@ def optimizer_and_schedule(optimizer_config, total_steps: int) -> tuple[optax.Gr
 def initial_train_state(model_config: DualFocusConfig, optimizer: optax.GradientTransformation,
                         rng: jax.Array) -> TrainState:
     """Step 0: freshly initialised parameters (from `rng`) and the optimizer's initial state."""
-    params = initial_params(model_config, rng)
+    params = initial_params(model_config, rng)["params"]
     return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=optimizer.init(params))
 
 
 def train_state_from_params(params: dict, optimizer: optax.GradientTransformation) -> TrainState:
-    """Step 0 from given parameters (an exported checkpoint's `{'params': ...}`), the optimizer state fresh."""
+    """Step 0 from a given parameter tree (an exported checkpoint's `variables['params']`), the optimizer state
+    fresh."""
     params = jax.tree.map(jnp.asarray, params)
     return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=optimizer.init(params))
 

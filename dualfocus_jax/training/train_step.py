@@ -39,7 +39,7 @@ def make_train_step(model_config: DualFocusConfig, optimizer: optax.GradientTran
     model = DualFocusNet(model_config)
 
     def loss_and_components(params, batch):
-        outputs = model.apply(params, stack_as_float(batch["stack"]), batch["focus"], train=True)
+        outputs = model.apply({"params": params}, stack_as_float(batch["stack"]), batch["focus"], train=True)
         return dualfocus_loss(outputs, batch["depth"], batch["valid"], model_config)
 
     def step(state: TrainState, batch: dict):

@@ -156,15 +156,15 @@ def check_resume_matches(workdir: str, config, model_config: DualFocusConfig) ->
 def initial_state_from_export(folder: str, model_config: DualFocusConfig, optimizer, template):
     """Step 0 with the parameters of the exported checkpoint `folder`; ValueError naming the fields when its
     architecture is not the one this config builds (the arrays would not fit)."""
-    params, exported_config = load_exported_checkpoint(folder)
-    shapes = jax.tree.map(lambda leaf: tuple(leaf.shape), params)
+    variables, exported_config = load_exported_checkpoint(folder)
+    shapes = jax.tree.map(lambda leaf: tuple(leaf.shape), variables["params"])
     expected = jax.tree.map(lambda leaf: tuple(leaf.shape), template.params)
     if shapes != expected:
         differences = _differences(exported_config.to_dict(), model_config.to_dict(), "model")
         raise ValueError(f"config.model_init.checkpoint={folder!r} holds another architecture than config.model "
                          f"builds ({'; '.join(differences[:6]) or 'parameter shapes differ'}); set config.model to "
                          "its size and variant or choose another checkpoint.")
-    return train_state_from_params(params, optimizer)
+    return train_state_from_params(variables["params"], optimizer)
 
 
 def fetch_metrics(pending: list[tuple[int, dict]]) -> list[tuple[int, dict[str, float]]]:
@@ -316,7 +316,7 @@ def train_and_evaluate(config, workdir: str, mode: str = "train_and_eval", *,
                     say(f"step {step}/{total_steps}: " + ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
                 validation = None
                 if validates:
-                    validation = evaluate_entry(state.params, model_config, config.validation,
+                    validation = evaluate_entry({"params": state.params}, model_config, config.validation,
                                                 config.input.data_dir, predict=predict).metrics
                     metric_log.write("validation", step, validation)
                     say(f"validation at step {step}: " + ", ".join(f"{k}={v:.4g}" for k, v in validation.items()))
@@ -330,9 +330,9 @@ def train_and_evaluate(config, workdir: str, mode: str = "train_and_eval", *,
         if mode != "train" and len(config.evals):
             # Built on first use (by an untrained_network evaluator), once.
             untrained_params = functools.cache(lambda: mesh_lib.replicated_on_mesh(
-                initial_train_state(model_config, optimizer, init_rng).params, mesh))
+                {"params": initial_train_state(model_config, optimizer, init_rng).params}, mesh))
             reports = run_evaluators(build_evaluators(config.evals), step=results["step"], say=say,
-                                     params=state.params, untrained_params=untrained_params,
+                                     params={"params": state.params}, untrained_params=untrained_params,
                                      model_config=model_config, data_dir=config.input.data_dir, predict=predict)
             for name, report in reports.items():
                 results["evals"][name] = report.rows
