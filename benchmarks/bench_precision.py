@@ -20,11 +20,12 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import app, flags
+from absl import flags
 
 from benchmarks.machine import cpu_model_name
 from benchmarks.peak import matmul_peak_flops, xla_flops
 from configs import pretrained_small
+from dualfocus_jax.command_flags import run_with_jax_flags
 from dualfocus_jax.evaluation.evaluate import prediction_function
 from dualfocus_jax.evaluation.evaluators import evaluate_entry
 from dualfocus_jax.inference import load_exported_checkpoint
@@ -110,4 +111,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run_with_jax_flags(main)

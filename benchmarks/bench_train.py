@@ -30,6 +30,7 @@ from absl import app, flags
 from benchmarks.machine import process_tree_cpu_seconds
 from benchmarks.peak import matmul_peak_flops, xla_flops
 from configs import demo, engine_small
+from dualfocus_jax.command_flags import run_with_jax_flags
 from dualfocus_jax.training import mesh as mesh_lib
 from dualfocus_jax.training.input_pipeline import training_iterator
 from dualfocus_jax.training.train_state import initial_train_state, optimizer_and_schedule
@@ -152,4 +153,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run_with_jax_flags(main)

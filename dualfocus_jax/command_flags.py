@@ -9,6 +9,14 @@ fresh parse per call lets tests run `main(argv)` many times in one process.
 A flag error (unknown flag, bad value, a failed check) ends the command with one `error: ...` line on stderr
 and exit status 2; `--help` prints the flags and exits 0. `--jax_<option>=value` (e.g. `--jax_platforms=cpu`,
 `--nojax_enable_x64`) sets JAX's configuration, read with `jax.config.parse_flags_with_absl()`.
+
+Five commands keep absl's `app.run` and global `flags.FLAGS`: the training launcher `experiments/train.py`
+(ml_collections' `--config` file flag with its `--config.<field>` overrides, absl's `--verbosity`),
+`experiments/prepare_data.py`, `experiments/demo.py`, `benchmarks/bench_train.py` and
+`benchmarks/bench_precision.py`. They start with `run_with_jax_flags(main)` instead of `app.run(main)`: JAX's
+options become flags of the same global registry, so `app.run` parses them with the command's own flags in one
+pass (validators such as a required `--workdir` see the real command line) and JAX is configured before
+`main` runs.
 """
 
 from __future__ import annotations
@@ -16,7 +24,7 @@ from __future__ import annotations
 import copy
 import sys
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from absl import flags
@@ -47,13 +55,31 @@ def help_text(flag_values: flags.FlagValues, program: str, doc: str, jax_options
     return "\n".join(lines)
 
 
-def apply_jax_options(args: Sequence[str], program: str) -> None:
-    """Sets JAX's configuration from `--jax_<option>[=value]` / `--nojax_<option>` arguments."""
-    # Imported here: JAX is loaded only for a command line that names a JAX option (the predictor answers --help
-    # and flag errors without loading it).
+def define_jax_flags() -> None:
+    """JAX's options as absl flags in the global `flags.FLAGS`, once per process (`jax.config.config_with_absl()`;
+    a second definition would raise DuplicateFlagError). Values given on a command line that `absl.app.run`
+    parses are applied to JAX after the parse, before `main`."""
+    # Imported here: the predictor answers --help and flag errors without loading JAX.
     import jax
 
-    jax.config.parse_flags_with_absl()  # JAX's options as absl flags in the global FLAGS (once per process)
+    if not jax.config.use_absl:
+        jax.config.config_with_absl()
+
+
+def run_with_jax_flags(main: Callable[[list[str]], object], **run_kwargs) -> None:
+    """`absl.app.run(main, **run_kwargs)` for a command on absl's global FLAGS, with JAX's options among its flags
+    (`--jax_platforms=cpu`, `--jax_enable_x64`, ...)."""
+    from absl import app
+
+    define_jax_flags()
+    app.run(main, **run_kwargs)
+
+
+def apply_jax_options(args: Sequence[str], program: str) -> None:
+    """Sets JAX's configuration from `--jax_<option>[=value]` / `--nojax_<option>` arguments."""
+    import jax  # here, as in define_jax_flags
+
+    define_jax_flags()
     options = flags.FlagValues()
     for arg in args:
         name = arg[2:].split("=", 1)[0]

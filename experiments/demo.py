@@ -12,8 +12,9 @@ from __future__ import annotations
 import os
 import time
 
-from absl import app, flags, logging
+from absl import flags, logging
 
+from dualfocus_jax.command_flags import run_with_jax_flags
 from experiments.classical_demo import run_classical_demo
 
 FLAGS = flags.FLAGS
@@ -40,4 +41,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run_with_jax_flags(main)

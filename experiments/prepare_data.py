@@ -23,11 +23,12 @@ import sys
 import time
 import traceback
 
-from absl import app, flags, logging
+from absl import flags, logging
 
 from datasets.common.manual_dir import ManualDirError
 from datasets.common.prepare import DATASET_NAMES, PreparationInterrupted, prepare_dataset
 from datasets.common.safe_replace import LockWaitTimeout
+from dualfocus_jax.command_flags import run_with_jax_flags
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("dataset", None, list(DATASET_NAMES), "Dataset to prepare.")
@@ -104,4 +105,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run_with_jax_flags(main)

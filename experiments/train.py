@@ -12,7 +12,8 @@ resolved config in config.json; a resume with another model or optimizer stops a
 same config with --config.<field> overrides.
 Multi-host: pass --multiprocess (on TPU/GPU clusters `jax.distributed.initialize()` discovers the rest), or
 give --coordinator_address/--num_processes/--process_id explicitly (e.g. two CPU processes on localhost,
-which use gloo collectives).
+which use gloo collectives). JAX's options are flags too: `--jax_platforms=cpu`, `--jax_enable_x64`, ... (the
+names of jax.config), parsed with the others and applied before anything runs.
 
 A user error (a misspelt override, a dataset not prepared, --mode=eval without a checkpoint, a run that
 diverges, a full disk, a damaged or foreign checkpoint) ends with one `error: ...` line on stderr and exit
@@ -27,8 +28,10 @@ import sys
 import traceback
 
 import jax
-from absl import app, flags, logging
+from absl import flags, logging
 from ml_collections import config_flags
+
+from dualfocus_jax.command_flags import run_with_jax_flags
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/*.py[:arg]); --mode=eval without "
@@ -154,4 +157,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=parse_flags)
+    run_with_jax_flags(main, flags_parser=parse_flags)

@@ -119,3 +119,53 @@ def test_the_benchmarks_command_lines_for_each_other_parse(monkeypatch):
     parse_flags(bench_classical.FLAGS, commands[-1][3:], program="bench_classical", doc="")
     assert json.loads(bench_classical.FLAGS.case) == {"workload": "render layered", "size": 64, "slices": 3,
                                                        "repeats": 3, "budget": 1.5}
+
+
+# The commands that keep absl's app.run and global FLAGS (see command_flags.run_with_jax_flags).
+APP_RUN_COMMANDS = ("experiments.train", "experiments.prepare_data", "experiments.demo", "benchmarks.bench_train",
+                    "benchmarks.bench_precision")
+
+
+def run_command(module, *args, jax_platforms=None):
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env.pop("XLA_FLAGS", None)
+    env.pop("JAX_PLATFORMS", None)
+    if jax_platforms:
+        env["JAX_PLATFORMS"] = jax_platforms
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=300)
+
+
+@pytest.mark.parametrize("module", APP_RUN_COMMANDS)
+def test_the_app_run_commands_start_with_jax_options_defined(module):
+    with open(os.path.join(REPO, *module.split(".")) + ".py", encoding="utf-8") as handle:
+        source = handle.read()
+    assert "run_with_jax_flags(main" in source.split('if __name__ == "__main__":')[-1], module
+    # JAX's options are flags of the command when it runs as a program (absl's --helpfull exits with status 1).
+    result = run_command(module, "--helpfull")
+    assert "--jax_platforms" in result.stdout and "--[no]jax_enable_x64" in result.stdout
+
+
+def test_jax_options_reach_jax_before_the_launchers_main(tmp_path):
+    # JAX_PLATFORMS names no backend: only a --jax_platforms=cpu applied before main lets the commands list devices.
+    result = run_command("experiments.train", "--jax_platforms=cpu", f"--workdir={tmp_path / 'w'}", "--mode=eval",
+                         jax_platforms="bogus")
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert result.stderr.strip().splitlines()[-1].startswith("error: ") and "holds no recorded config" in result.stderr
+    assert "bogus" not in result.stderr and "Traceback" not in result.stderr
+    result = run_command("benchmarks.bench_precision", "--jax_platforms=cpu", "--noaccuracy", "--nospeed",
+                         jax_platforms="bogus")
+    assert result.returncode == 0 and "× cpu" in result.stdout, result.stderr[-2000:]
+    result = run_command("benchmarks.bench_train", "--jax_platforms=cpu", "--sources=moon", jax_platforms="bogus")
+    assert result.returncode == 1 and "--sources: unknown ['moon']" in result.stderr, result.stderr[-2000:]
+    assert "bogus" not in result.stderr
+
+
+def test_a_jax_option_leaves_the_launchers_own_flag_checks_in_place():
+    result = run_command("experiments.train", "--jax_platforms=cpu", "--config=configs/demo.py:runlocal")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: flag --workdir=None: Flag --workdir must have a value other than None. (--helpshort lists the flags)"]
+    result = run_command("experiments.prepare_data", "--jax_platforms=cpu", "--dataset=synthetic_focal")
+    assert result.returncode == 1 and "Flag --data_dir must have a value other than None" in result.stderr
+    assert "jax_platforms" not in result.stderr
