@@ -8,6 +8,7 @@ import pytest
 
 from experiments.ablation import parse_args, train_command
 from experiments.ablation_report import METRICS, summary_statistics, summary_table, write_csv
+from experiments.ablation_runs import Run
 from experiments.ablation_scoring import REGIONS, EvalSet, region_scores
 
 
@@ -74,8 +75,10 @@ def test_arguments_are_checked_and_runs_differ_only_in_variant_and_seed():
         parse_args(["--variants=dualfocus,nope"])
     with pytest.raises(SystemExit):
         parse_args(["--seeds=a"])
-    args = parse_args(["--steps=10", "--seeds=0,1"])
-    assert args.seeds == [0, 1] and len(args.variants) == 5
-    a, b = train_command("dualfocus", 0, 10, "w"), train_command("dfv", 1, 10, "w")
+    args = parse_args(["--recipe=synthetic", "--steps=10", "--seeds=0,1"])
+    assert args.seeds == [0, 1] and len(args.variants) == 5 and args.workdir == "runs/ablation"
+    a = train_command(Run("dualfocus", 0, 10, "w/dualfocus_seed0"), "synthetic")
+    b = train_command(Run("dfv", 1, 10, "w/dfv_seed1"), "synthetic")
+    assert "--config=configs/demo.py:variant=dfv" in b and "--config.train.total_steps=10" in b
     differing = {x for x, y in zip(a, b) if x != y} | {y for x, y in zip(a, b) if x != y}
     assert all("variant=" in item or "seed" in item for item in differing)
