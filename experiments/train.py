@@ -50,6 +50,7 @@ def fail(message: str, status: int = 1):
     if "verbosity" in FLAGS and FLAGS["verbosity"].present and FLAGS.verbosity >= 1 and sys.exc_info()[0]:
         traceback.print_exc()
     print(f"error: {message}", file=sys.stderr, flush=True)
+    _ERROR_REPORTED.append(message)
     sys.exit(status)
 
 
@@ -75,12 +76,20 @@ class DropReportedTracebacks(std_logging.Filter):
         return not (from_libraries and record.exc_info)
 
 
+# The message fail() has printed, if any: once the user has their one error line, the process is ending.
+_ERROR_REPORTED: list[str] = []
+
+
 def ignore_closed_loop_callbacks(unraisablehook):
     """sys.unraisablehook that stays silent about 'Event loop is closed', which tensorstore write callbacks
-    raise (one per pending array) when a failed checkpoint save has already closed orbax's event loop."""
+    raise (one per pending array) when a failed checkpoint save has already closed orbax's event loop, and
+    about anything raised while the interpreter shuts down after fail() has told the error (orbax coroutines
+    abandoned by a failed restore print 'Exception ignored in: <coroutine ...>' with a traceback then)."""
 
     def hook(unraisable):
         if isinstance(unraisable.exc_value, RuntimeError) and str(unraisable.exc_value) == "Event loop is closed":
+            return
+        if _ERROR_REPORTED and not ("verbosity" in FLAGS and FLAGS["verbosity"].present and FLAGS.verbosity >= 1):
             return
         unraisablehook(unraisable)
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import sys
 import time
 from collections.abc import Callable
 
@@ -24,6 +23,7 @@ from dualfocus_jax.evaluation.evaluators import build_evaluators, evaluate_entry
 from dualfocus_jax.evaluation.reports import write_evaluation_report
 from dualfocus_jax.inference.checkpoint_io import load_exported_checkpoint
 from dualfocus_jax.model import DualFocusConfig, load_torchvision_resnet18, parameter_count
+from dualfocus_jax.progress_log import say, warn
 from dualfocus_jax.training import checkpointing
 from dualfocus_jax.training import mesh as mesh_lib
 from dualfocus_jax.training.device_prefetch import DevicePrefetcher
@@ -68,18 +68,6 @@ def backend_dtype(platform: str | None = None) -> str:
     whose matrix units run bfloat16 at several times their float32 rate (`benchmarks/bench_precision.py`
     measures both speed and the accuracy change; the README gives the figures)."""
     return "float32" if (platform or jax.default_backend()) == "cpu" else "bfloat16"
-
-
-def say(message: str) -> None:
-    """Progress output of process 0 (flushed at once, so a person or a parent process sees it live)."""
-    if jax.process_index() == 0:
-        print(message, flush=True)
-
-
-def warn(message: str) -> None:
-    """A warning of process 0, on stderr."""
-    if jax.process_index() == 0:
-        print(message, file=sys.stderr, flush=True)
 
 
 def _config_json(config) -> dict:
