@@ -80,16 +80,25 @@ class DropReportedTracebacks(std_logging.Filter):
 _ERROR_REPORTED: list[str] = []
 
 
+def _from_orbax_coroutine(item) -> bool:
+    """An orbax coroutine: one abandoned by a failed read or write (a damaged checkpoint tried at resume), whose
+    failure the restore or save has already handled and reported."""
+    code = getattr(item, "cr_code", None)
+    return code is not None and "/orbax/" in code.co_filename
+
+
 def ignore_closed_loop_callbacks(unraisablehook):
     """sys.unraisablehook that stays silent about 'Event loop is closed', which tensorstore write callbacks
     raise (one per pending array) when a failed checkpoint save has already closed orbax's event loop, and
-    about anything raised while the interpreter shuts down after fail() has told the error (orbax coroutines
-    abandoned by a failed restore print 'Exception ignored in: <coroutine ...>' with a traceback then)."""
+    about orbax coroutines abandoned by a failed read (a damaged checkpoint tried at resume prints 'Exception
+    ignored in: <coroutine ...>' with a traceback when the coroutine is collected), and about anything raised
+    while the interpreter shuts down after fail() has told the error; --verbosity ≥ 1 shows them all."""
 
     def hook(unraisable):
         if isinstance(unraisable.exc_value, RuntimeError) and str(unraisable.exc_value) == "Event loop is closed":
             return
-        if _ERROR_REPORTED and not ("verbosity" in FLAGS and FLAGS["verbosity"].present and FLAGS.verbosity >= 1):
+        verbose = "verbosity" in FLAGS and FLAGS["verbosity"].present and FLAGS.verbosity >= 1
+        if not verbose and (_ERROR_REPORTED or _from_orbax_coroutine(unraisable.object)):
             return
         unraisablehook(unraisable)
 
