@@ -40,7 +40,7 @@ bench-device: $(STAMP)
 
 # The constraint ablation (5 variants x 3 seeds of the small model, about 45 minutes on 2 CPU cores); resumable.
 ablation: $(STAMP)
-	$(PY) -m experiments.ablation
+	$(PY) -m experiments.ablation --recipe=synthetic --steps=1200
 
 clean-venv:
 	rm -rf $(VENV)
