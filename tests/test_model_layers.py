@@ -24,9 +24,10 @@ def _numpy_conv3x3x3(x, kernel):
     return out
 
 
-def test_conv3x3x3_implementations_match_numpy():
+@pytest.mark.parametrize("num_slices", [1, 2, 3])
+def test_conv3x3x3_implementations_match_numpy(num_slices):
     rng = np.random.default_rng(0)
-    x = rng.normal(size=(2, 3, 5, 4, 3)).astype(np.float32)
+    x = rng.normal(size=(2, num_slices, 5, 4, 3)).astype(np.float32)
     kernel = rng.normal(size=(3, 3, 3, 3, 2)).astype(np.float32)
     reference = _numpy_conv3x3x3(x, kernel)
     np.testing.assert_allclose(np.asarray(conv3x3x3_slices(x, kernel)), reference, rtol=1e-5, atol=1e-4)

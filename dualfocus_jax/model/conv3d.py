@@ -14,18 +14,28 @@ import jax.numpy as jnp
 from jax import lax
 
 
+def _conv2d_same(x_NHWC: jax.Array, kernel_HWIO: jax.Array) -> jax.Array:
+    return lax.conv_general_dilated(x_NHWC, kernel_HWIO, (1, 1), ((1, 1), (1, 1)),
+                                    dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
 def conv3x3x3_slices(x_BSHWC: jax.Array, kernel_DHWIO: jax.Array) -> jax.Array:
-    """'SAME' 3×3×3 convolution as three 2D convolutions; (B, S, h, w, Cin) → (B, S, h, w, Cout)."""
+    """'SAME' 3×3×3 convolution as three 2D convolutions; (B, S, h, w, Cin) → (B, S, h, w, Cout).
+
+    Slice n sees slices n − 1, n, n + 1 through the kernel's planes 0, 1, 2. The outer planes are applied
+    only to the S − 1 slices that have such a neighbour instead of to a zero-padded volume: the same sums
+    without the 2/(3S) of the work that multiplies zeros (measured 2–18% faster, README "Benchmarks").
+    """
     b, s, h, w, c = x_BSHWC.shape
-    padded = jnp.pad(x_BSHWC, ((0, 0), (1, 1), (0, 0), (0, 0), (0, 0)))
-    out = None
-    for offset in range(3):
-        shifted = padded[:, offset : offset + s].reshape(b * s, h, w, c)
-        term = lax.conv_general_dilated(
-            shifted, kernel_DHWIO[offset], (1, 1), ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC")
-        )
-        out = term if out is None else out + term
-    return out.reshape(b, s, h, w, -1)
+    centre = _conv2d_same(x_BSHWC.reshape(b * s, h, w, c), kernel_DHWIO[1]).reshape(b, s, h, w, -1)
+    if s == 1:  # a single slice has no neighbours
+        return centre
+    from_below = _conv2d_same(x_BSHWC[:, :-1].reshape(b * (s - 1), h, w, c), kernel_DHWIO[0])
+    from_above = _conv2d_same(x_BSHWC[:, 1:].reshape(b * (s - 1), h, w, c), kernel_DHWIO[2])
+    from_below = from_below.reshape(b, s - 1, h, w, -1)
+    from_above = from_above.reshape(b, s - 1, h, w, -1)
+    none = jnp.zeros_like(centre[:, :1])
+    return centre + jnp.concatenate([none, from_below], axis=1) + jnp.concatenate([from_above, none], axis=1)
 
 
 def conv3x3x3_lax(x_BSHWC: jax.Array, kernel_DHWIO: jax.Array) -> jax.Array:

@@ -15,7 +15,9 @@ over a (the largest such a), and the blocks before it are exactly the fit of p[:
     err(t) = err(a*(t)) + Σ_{a*(t) ≤ j < t} (p_j − mean(p[a*(t)..t−1]))²
 
 a `lax.scan` of S steps of O(S) work each (O(S²) per pixel, O(S) memory per step), and the fit of the
-chosen prefix is rebuilt by following the block starts a*(t), a*(a*(t)), ... back to 0.
+chosen prefix is rebuilt by following the block starts a*(t), a*(a*(t)), ... back to 0. The slices lie on
+the leading axis and every step is elementwise over contiguous rows of pixels: on a CPU that runs 3–4× faster
+than the same scan over (pixels, S) rows with reductions and gathers along S (README, "Benchmarks").
 
 Properties, in exact arithmetic and also in floating point where stated:
 * unimodal output: a running maximum over each rebuilt fit makes it monotone exactly, even where equal block
@@ -36,55 +38,91 @@ import jax
 import jax.numpy as jnp
 
 
-def _prefix_isotonic_blocks(x_S: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """The last block of the non-decreasing L2 fit of every prefix of x, and every prefix's squared error.
+def _row_at(table_KN: jax.Array, index_N: jax.Array) -> jax.Array:
+    """table[index[n], n] for a (K, N) table and (N,) row indices, as a chain of selects.
 
-    Returns (each (..., S + 1), index t = prefix length; entry 0 is the empty prefix):
-      start: a*(t), where the fit's last block p[a*..t−1] begins (0 for t = 0).
+    K elementwise selects on contiguous pixel rows fuse into one vectorised loop; XLA:CPU runs a per-pixel
+    gather along the slice axis several times slower.
+    """
+    picked = table_KN[0]
+    for row in range(1, table_KN.shape[0]):
+        picked = jnp.where(index_N == row, table_KN[row], picked)
+    return picked
+
+
+def _prefix_isotonic_blocks(x_SN: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """The last block of the non-decreasing L2 fit of every prefix of each column of x, and its squared error.
+
+    x holds one sequence per column (slices on the leading axis, pixels contiguous). Returns (each (S + 1, N),
+    row t = prefix length; row 0 is the empty prefix):
+      start: a*(t), where the fit's last block x[a*..t−1] begins (0 for t = 0).
       value: that block's mean, the fit's value on it (0 for t = 0).
       sq_error: Σ_{i<t} (fit − x_i)² (0 for t = 0).
     """
-    num = x_S.shape[-1]
-    pos = jnp.arange(num)
+    num, pixels = x_SN.shape
 
-    def extend(sq_errors, t):
-        # Suffix sums of x[:t + 1] over every start a, as sums of non-negative terms (no cancellation).
-        upto = jnp.where(pos <= t, x_S, 0.0)
-        suffix_sums = jax.lax.cumsum(upto, axis=upto.ndim - 1, reverse=True)
-        means = jnp.where(pos <= t, suffix_sums / jnp.maximum(t + 1 - pos, 1).astype(x_S.dtype), -jnp.inf)
-        # Largest maximiser: PAV does not merge blocks of equal mean, so the last block is the shortest.
-        start = num - 1 - jnp.argmax(jnp.flip(means, axis=-1), axis=-1)
+    def extend(tables, t):
+        starts, values, sq_errors = tables
+        # Block means of x[a..t] for a = t, t−1, …, 0, from suffix sums of non-negative terms (no cancellation);
+        # rows past t are masked. The strict comparison keeps the largest maximiser: PAV does not merge blocks
+        # of equal mean, so the last block is the shortest.
+        suffix_sum = jnp.zeros_like(x_SN[0])
+        value = jnp.full_like(x_SN[0], -jnp.inf)
+        start = jnp.zeros((pixels,), jnp.int32)
+        for a in range(num - 1, -1, -1):
+            inside = a <= t
+            suffix_sum = jnp.where(inside, suffix_sum + x_SN[a], suffix_sum)
+            mean = suffix_sum / jnp.maximum(t + 1 - a, 1).astype(x_SN.dtype)
+            larger = inside & (mean > value)
+            value = jnp.where(larger, mean, value)
+            start = jnp.where(larger, a, start)
         start = jax.lax.stop_gradient(start)
-        value = jnp.take_along_axis(means, start[..., None], axis=-1)[..., 0]
-        in_block = (pos >= start[..., None]) & (pos <= t)
-        block_error = jnp.sum(jnp.where(in_block, (x_S - value[..., None]) ** 2, 0.0), axis=-1)
-        before = jnp.take_along_axis(sq_errors, start[..., None], axis=-1)[..., 0]
-        sq_errors = jnp.where(jnp.arange(num + 1) == t + 1, (before + block_error)[..., None], sq_errors)
-        return sq_errors, (start, value)
+        block_error = jnp.zeros_like(x_SN[0])
+        for a in range(num):
+            in_block = (start <= a) & (a <= t)
+            block_error = block_error + jnp.where(in_block, (x_SN[a] - value) ** 2, 0.0)
+        sq_error = _row_at(sq_errors, start) + block_error
 
-    initial = jnp.zeros((*x_S.shape[:-1], num + 1), x_S.dtype)
-    sq_errors, (starts, values) = jax.lax.scan(extend, initial, pos)  # starts, values: (S, ...)
-    zero = jnp.zeros_like(x_S[..., :1])
-    starts = jnp.concatenate([zero.astype(starts.dtype), jnp.moveaxis(starts, 0, -1)], axis=-1)
-    values = jnp.concatenate([zero, jnp.moveaxis(values, 0, -1)], axis=-1)
-    return starts, values, sq_errors
+        def write(table, row):
+            return jax.lax.dynamic_update_index_in_dim(table, row.astype(table.dtype), t + 1, axis=0)
+
+        return (write(starts, start), write(values, value), write(sq_errors, sq_error)), None
+
+    empty = (jnp.zeros((num + 1, pixels), jnp.int32), jnp.zeros((num + 1, pixels), x_SN.dtype),
+             jnp.zeros((num + 1, pixels), x_SN.dtype))
+    tables, _ = jax.lax.scan(extend, empty, jnp.arange(num))
+    return tables
 
 
-def _prefix_fit(starts: jax.Array, values: jax.Array, length: jax.Array, num: int) -> jax.Array:
-    """The isotonic fit of the prefix of `length` (..., ) from `_prefix_isotonic_blocks`; 0 beyond it. (..., S)."""
-    pos = jnp.arange(num)
-    fit = jnp.zeros((*length.shape, num), values.dtype)
-    end = length
-    for _ in range(num):  # at most S blocks; each pass fills the block that ends at `end`
-        start = jnp.take_along_axis(starts, end[..., None], axis=-1)[..., 0]
-        value = jnp.take_along_axis(values, end[..., None], axis=-1)[..., 0]
-        in_block = (pos >= start[..., None]) & (pos < end[..., None])
-        fit = jnp.where(in_block, value[..., None], fit)
-        end = start
+def _prefix_fit(starts: jax.Array, values: jax.Array, length_N: jax.Array, num: int) -> jax.Array:
+    """The isotonic fit of each column's prefix of `length` from `_prefix_isotonic_blocks`; 0 beyond it. (S, N)."""
+    position = jnp.arange(num)[:, None]
+
+    def fill_block(carry, _):  # fills the block that ends at `end`; at most S blocks
+        fit, end = carry
+        start, value = _row_at(starts, end), _row_at(values, end)
+        fit = jnp.where((position >= start) & (position < end), value, fit)
+        return (fit, start), None
+
+    empty = jnp.zeros((num, length_N.shape[0]), values.dtype)
+    (fit, _), _ = jax.lax.scan(fill_block, (empty, length_N), None, length=num)
     # Block means are non-decreasing in exact arithmetic; equal ones computed over different windows can
     # round one ulp apart, and the running maximum makes the fit exactly monotone (a no-op otherwise).
-    fit = jax.lax.cummax(fit, axis=fit.ndim - 1)
-    return jnp.where(pos < length[..., None], fit, 0.0)
+    fit = jax.lax.cummax(fit, axis=0)
+    return jnp.where(position < length_N, fit, 0.0)
+
+
+def _is_unimodal_columns(x_SN: jax.Array) -> jax.Array:
+    """`is_unimodal` of each column of x (S, N); (N,) bool."""
+    peak, mode = x_SN[0], jnp.zeros(x_SN.shape[1:], jnp.int32)
+    for index in range(1, x_SN.shape[0]):  # the first argmax, as jnp.argmax
+        higher = x_SN[index] > peak
+        peak, mode = jnp.where(higher, x_SN[index], peak), jnp.where(higher, index, mode)
+    ok = jnp.ones(x_SN.shape[1:], bool)
+    for index in range(x_SN.shape[0] - 1):
+        rise = x_SN[index + 1] - x_SN[index]
+        ok = ok & jnp.where(index < mode, rise >= 0, rise <= 0)
+    return ok
 
 
 def is_unimodal(x_S: jax.Array) -> jax.Array:
@@ -122,21 +160,28 @@ def project_unimodal(prob, axis: int = 1) -> jax.Array:
 @functools.partial(jax.jit, static_argnums=1)
 def _project_unimodal_validated(prob: jax.Array, axis: int) -> jax.Array:
     # Jitted core behind the validating wrapper. Low-precision inputs are fitted in float32 and cast back
-    # (rounding is monotone, so the cast keeps the result unimodal).
-    x = jnp.moveaxis(prob, axis, -1).astype(jnp.result_type(prob.dtype, jnp.float32))  # (..., S)
-    num = x.shape[-1]
+    # (rounding is monotone, so the cast keeps the result unimodal). The slices go to the leading axis and
+    # the pixels are flattened behind them, so every step is elementwise over contiguous pixel rows.
+    moved = jnp.moveaxis(prob, axis, 0).astype(jnp.result_type(prob.dtype, jnp.float32))
+    num = moved.shape[0]
+    x = moved.reshape(num, -1)  # (S, N)
+    pixels = x.shape[1]
     # A non-increasing fit of x[t:] is a non-decreasing fit of the reversed sequence's prefix of length
-    # S − t: both directions go through one call (stacked on a leading axis) to share the compiled scan.
-    starts, values, errors = _prefix_isotonic_blocks(jnp.stack([x, jnp.flip(x, axis=-1)]))
-    split_err = errors[0] + jnp.flip(errors[1], axis=-1)  # (..., S + 1), index t = prefix length
-    split = jax.lax.stop_gradient(jnp.argmin(split_err, axis=-1))  # (...,)
-    prefix = _prefix_fit(starts[0], values[0], split, num)
-    suffix_reversed = _prefix_fit(starts[1], values[1], num - split, num)
-    position = jnp.arange(num)
-    projected = jnp.where(position < split[..., None], prefix, jnp.flip(suffix_reversed, axis=-1))
+    # S − t: both directions go through one call (side by side on the pixel axis) to share the compiled scan.
+    starts, values, errors = _prefix_isotonic_blocks(jnp.concatenate([x, jnp.flip(x, axis=0)], axis=1))
+    split_err = errors[:, :pixels] + jnp.flip(errors[:, pixels:], axis=0)  # (S + 1, N), row t = prefix length
+    best, split = split_err[0], jnp.zeros((pixels,), jnp.int32)
+    for t in range(1, num + 1):  # the first argmin, as jnp.argmin
+        lower = split_err[t] < best
+        best, split = jnp.where(lower, split_err[t], best), jnp.where(lower, t, split)
+    split = jax.lax.stop_gradient(split)
+    prefix = _prefix_fit(starts[:, :pixels], values[:, :pixels], split, num)
+    suffix_reversed = _prefix_fit(starts[:, pixels:], values[:, pixels:], num - split, num)
+    position = jnp.arange(num)[:, None]
+    projected = jnp.where(position < split, prefix, jnp.flip(suffix_reversed, axis=0))
 
-    total = jnp.sum(projected, axis=-1, keepdims=True)
+    total = jnp.sum(projected, axis=0, keepdims=True)
     # Scaling by a positive number keeps the order of the entries, so the result stays exactly unimodal.
     projected = projected / jnp.where(total > 0, total, jnp.ones_like(total))
-    result = jnp.where(is_unimodal(x)[..., None], x, projected)
-    return jnp.moveaxis(result, -1, axis).astype(prob.dtype)
+    result = jnp.where(_is_unimodal_columns(x), x, projected)
+    return jnp.moveaxis(result.reshape(moved.shape), 0, axis).astype(prob.dtype)
