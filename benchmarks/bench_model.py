@@ -50,9 +50,32 @@ flags.DEFINE_bool("quick", False, "small size, one tiny stack", flag_values=FLAG
 flags.DEFINE_integer("repeats", None, "timed forward passes per case", flag_values=FLAGS)
 flags.DEFINE_list("sizes", None, "comma-separated subset of paper,small", flag_values=FLAGS)
 flags.DEFINE_list("variants", None, f"comma-separated subset of {','.join(VARIANTS)}", flag_values=FLAGS)
+flags.DEFINE_list("shapes", None, "comma-separated subset of SxHxW shapes, e.g. 5x256x256,10x384x576 "
+                  "(default: all of " + ",".join("x".join(map(str, shape)) for shape in FULL_SHAPES) + ")",
+                  flag_values=FLAGS)
 flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "compute dtype of every case (DualFocusConfig.dtype)",
                   flag_values=FLAGS)
 flags.DEFINE_list("case", None, "internal: SIZE,VARIANT,S,H,W of the one case to run", flag_values=FLAGS)
+
+
+def parse_shape(text: str) -> tuple[int, int, int]:
+    """(S, H, W) from "SxHxW" ("×" also accepted); ValueError naming the expected form otherwise."""
+    parts = text.strip().lower().replace("×", "x").split("x")
+    if len(parts) != 3 or not all(part.isdigit() and int(part) > 0 for part in parts):
+        raise ValueError(f"a shape is SxHxW with positive integers, e.g. 10x384x576; got {text!r}.")
+    return tuple(int(part) for part in parts)
+
+
+def _valid_shapes(shapes) -> bool:
+    try:
+        [parse_shape(shape) for shape in shapes or []]
+    except ValueError:
+        return False
+    return True
+
+
+flags.register_validator("shapes", _valid_shapes, "each shape is SxHxW with positive integers, e.g. 10x384x576",
+                         flag_values=FLAGS)
 flags.register_validator("case", lambda case: case is None or len(case) == 5, "needs SIZE,VARIANT,S,H,W",
                          flag_values=FLAGS)
 
@@ -107,7 +130,8 @@ def main(argv=None) -> int:
         return 0
 
     sizes = FLAGS.sizes or (["small"] if FLAGS.quick else ["paper", "small"])
-    shapes = QUICK_SHAPES if FLAGS.quick else FULL_SHAPES
+    shapes = [parse_shape(shape) for shape in FLAGS.shapes] if FLAGS.shapes else (
+        QUICK_SHAPES if FLAGS.quick else FULL_SHAPES)
     repeats = FLAGS.repeats or (2 if FLAGS.quick else 5)
 
     def variants_at(shape):

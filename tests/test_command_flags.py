@@ -169,3 +169,15 @@ def test_a_jax_option_leaves_the_launchers_own_flag_checks_in_place():
     result = run_command("experiments.prepare_data", "--jax_platforms=cpu", "--dataset=synthetic_focal")
     assert result.returncode == 1 and "Flag --data_dir must have a value other than None" in result.stderr
     assert "jax_platforms" not in result.stderr
+
+
+def test_bench_model_shapes_flag_parses_and_rejects_bad_shapes():
+    assert bench_model.parse_shape("10x384x576") == (10, 384, 576)
+    assert bench_model.parse_shape("5×256×256") == (5, 256, 256)
+    for bad in ("10x384", "0x64x64", "axbxc"):
+        with pytest.raises(ValueError, match="SxHxW"):
+            bench_model.parse_shape(bad)
+    parse_flags(bench_model.FLAGS, ["--shapes=5x256x256,10x384x576"], program="bench_model", doc="")
+    assert bench_model.FLAGS.shapes == ["5x256x256", "10x384x576"]
+    with pytest.raises(SystemExit):
+        parse_flags(bench_model.FLAGS, ["--shapes=10x384"], program="bench_model", doc="")
