@@ -16,12 +16,13 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+from PIL import Image
 
 from dualfocus_jax import data_features as F
 from dualfocus_jax.engine import cameras as cameras_lib
 from dualfocus_jax.engine.degradations import degraded_stack
 from dualfocus_jax.engine.focus_schedules import COVERAGES, SPACINGS, draw_focus_schedule
-from dualfocus_jax.engine.geometry import FAMILY_WEIGHTS, SCENE_FAMILIES, scene_layout
+from dualfocus_jax.engine.geometry import FAMILY_WEIGHTS, SCENE_FAMILIES, SceneLayout, scene_layout
 from dualfocus_jax.rendering.fft_layered import PSF_SHAPES, render_layered_stack
 
 # Extra pixels rendered around the window, so misalignment never samples outside the rendered scene.
@@ -38,6 +39,10 @@ class EngineSettings:
     spacings, coverages: focus schedules to draw from (see `focus_schedules.py`).
     psf_shapes: PSFs to draw from ("disc", "gaussian").
     blur_range_px: (min, max) CoC diameter across the scene, pixels.
+    detail_zoom_range: (min, max) ≥ 1: the scene's layout is drawn on a canvas this many times larger,
+      log-uniform, and shrunk to the stack's size. Shapes are drawn relative to the canvas and keep their
+      size; textures and pixel-sized details (stripes, text, thin strokes) come out that much finer at the
+      same blur. (1, 1), the default, draws nothing and leaves every stack as before.
     degrade: add misalignment, noise and JPEG; max_layers: the renderer's layer budget.
     """
 
@@ -48,6 +53,7 @@ class EngineSettings:
     coverages: tuple[str, ...] = COVERAGES
     psf_shapes: tuple[str, ...] = PSF_SHAPES
     blur_range_px: tuple[float, float] = (3.0, 40.0)
+    detail_zoom_range: tuple[float, float] = (1.0, 1.0)
     degrade: bool = True
     max_layers: int = 16
 
@@ -65,6 +71,9 @@ class EngineSettings:
                 raise ValueError(f"engine {name} must be a non-empty subset of {list(known)}, got {list(values)}.")
         if not 0 < self.blur_range_px[0] <= self.blur_range_px[1]:
             raise ValueError(f"blur_range_px must be (min, max) with 0 < min ≤ max, got {self.blur_range_px}.")
+        if not 1 <= self.detail_zoom_range[0] <= self.detail_zoom_range[1]:
+            raise ValueError(f"detail_zoom_range must be (min, max) with 1 ≤ min ≤ max (1 = the layout at the "
+                             f"stack's own scale), got {self.detail_zoom_range}.")
         if self.max_layers < 2:
             raise ValueError(f"max_layers must be ≥ 2, got {self.max_layers}.")
 
@@ -102,6 +111,25 @@ def _scene_diopter_range(rng: np.random.Generator, camera: cameras_lib.DrawnCame
     span = min(target_px / camera.defocus_px_per_diopter, highest - lowest)
     far_diopter = lowest + rng.uniform(0.0, 1.0) * max(highest - lowest - span, 0.0)
     return far_diopter, far_diopter + span
+
+
+def _scene_layout_with_detail(family: str, rng: np.random.Generator, size: tuple[int, int],
+                              detail_zoom_range: tuple[float, float]) -> SceneLayout:
+    """`scene_layout` at `size`, drawn `zoom` times larger and shrunk when the settings ask for finer detail:
+    the image by area averaging (what a sensor of larger pixels records), the nearness by the sample nearest
+    each output pixel's centre (depth edges stay edges, no depths between the two sides)."""
+    low, high = detail_zoom_range
+    if high <= 1.0:
+        return scene_layout(family, rng, size)  # no draw: the default settings' stacks stay as they were
+    zoom = float(np.exp(rng.uniform(np.log(low), np.log(high))))
+    height, width = size
+    large = (int(round(height * zoom)), int(round(width * zoom)))
+    layout = scene_layout(family, rng, large)
+    image = np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(layout.image[..., c], np.float32)).resize(
+        (width, height), Image.Resampling.BOX)) for c in range(3)], axis=-1)
+    rows = np.minimum(((np.arange(height) + 0.5) * large[0] / height).astype(int), large[0] - 1)
+    cols = np.minimum(((np.arange(width) + 0.5) * large[1] / width).astype(int), large[1] - 1)
+    return SceneLayout(np.clip(image, 0, 1).astype(np.float32), layout.nearness[np.ix_(rows, cols)], layout.family)
 
 
 def draw_focal_stack(rng: np.random.Generator, settings: EngineSettings = DEFAULT_SETTINGS, *,
@@ -155,7 +183,8 @@ def draw_focal_stack(rng: np.random.Generator, settings: EngineSettings = DEFAUL
     weights = np.array([FAMILY_WEIGHTS[SCENE_FAMILIES.index(name)] for name in families])
     family = family or str(rng.choice(families, p=weights / weights.sum()))
     margin = _MARGIN_PX if settings.degrade else 0
-    layout = scene_layout(family, rng, (height + 2 * margin, width + 2 * margin))
+    layout = _scene_layout_with_detail(family, rng, (height + 2 * margin, width + 2 * margin),
+                                       settings.detail_zoom_range)
     if depth_m is not None and family == "plane":
         depth_m = np.full(layout.nearness.shape, float(depth_m))
     else:

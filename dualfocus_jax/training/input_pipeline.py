@@ -63,6 +63,7 @@ def engine_settings(source_config) -> EngineSettings:
     return EngineSettings(cameras=tuple(engine.cameras), families=tuple(engine.families),
                           spacings=tuple(engine.spacings), coverages=tuple(engine.coverages),
                           psf_shapes=tuple(engine.psf_shapes), blur_range_px=tuple(engine.blur_range_px),
+                          detail_zoom_range=tuple(engine.get("detail_zoom_range", (1.0, 1.0))),
                           degrade=bool(engine.degrade), max_layers=int(engine.max_layers))
 
 
