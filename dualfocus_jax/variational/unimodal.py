@@ -127,10 +127,9 @@ def _is_unimodal_columns(x_SN: jax.Array) -> jax.Array:
 
 def is_unimodal(x_S: jax.Array) -> jax.Array:
     """True where x (..., S) is non-decreasing up to its first argmax and non-increasing after; (...,) bool."""
-    mode = jnp.argmax(x_S, axis=-1)[..., None]
-    rise = x_S[..., 1:] - x_S[..., :-1]
-    ok = jnp.where(jnp.arange(x_S.shape[-1] - 1) < mode, rise >= 0, rise <= 0)
-    return jnp.all(ok, axis=-1)
+    x_S = jnp.asarray(x_S)
+    columns = jnp.moveaxis(x_S, -1, 0).reshape(x_S.shape[-1], -1)
+    return _is_unimodal_columns(columns).reshape(x_S.shape[:-1])
 
 
 def project_unimodal(prob, axis: int = 1) -> jax.Array:
