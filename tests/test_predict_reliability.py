@@ -18,7 +18,14 @@ import OpenEXR
 import pytest
 from PIL import Image
 
-from dualfocus_jax.inference.output_files import LOCK_FILE, OUTPUT_FILES, PARTIAL_MARK, PREVIOUS_DIR, OutputFolder
+from dualfocus_jax.inference.output_files import (
+    LOCK_FILE,
+    METADATA_FILE,
+    OUTPUT_FILES,
+    PARTIAL_MARK,
+    PREVIOUS_DIR,
+    OutputFolder,
+)
 from dualfocus_jax.predict import main
 from test_predict_outputs import WORK, write_stack
 
@@ -200,7 +207,8 @@ def test_a_killed_prediction_leaves_nothing_that_loads_incomplete_or_passes_for_
     process = subprocess.Popen(command(stack, out, "B", cache), cwd=REPO, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     if moment == "while_predicting":  # the run holds the folder: it has hidden A's files
-        condition = lambda: (out / PREVIOUS_DIR).is_dir()  # noqa: E731
+        # metadata.json is the first file hidden; PREVIOUS_DIR alone exists a moment before any is moved.
+        condition = lambda: (out / PREVIOUS_DIR / METADATA_FILE).is_file()  # noqa: E731
     else:  # a file of B half-written
         condition = lambda: any(PARTIAL_MARK in n for n in os.listdir(out))  # noqa: E731
     code = _kill_when(process, out, condition)
