@@ -155,7 +155,7 @@ def test_a_second_prediction_into_a_busy_out_is_refused_before_any_work(stack, t
         monkeypatch.setattr(pipeline, "load_focal_stack", lambda *a, **k: pytest.fail("loaded the photos"))
         assert predict_in_process(stack, out, "B") == 2
         error = capsys.readouterr().err
-        assert f"is being written by another prediction (pid {holder.pid} since" in error
+        assert f"is being written by another prediction (pid {holder.pid} on " in error and " since " in error
         assert "wait for it to finish or choose another --out" in error
         assert sorted(os.listdir(out)) == listing  # the refused run touched nothing
     finally:

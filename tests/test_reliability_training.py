@@ -287,6 +287,25 @@ def test_resume_check_allows_changed_rates_and_refuses_other_architectures(tmp_p
         check_resume_matches(str(tmp_path), unclipped, model_config_from(unclipped.model))
 
 
+def test_a_second_run_in_a_workdir_being_trained_is_refused_and_touches_nothing(trained):
+    from dualfocus_jax.training.trainer import WORKDIR_LOCK
+    from test_folder_lock import holder_process
+
+    root, data_dir, cache, _, _ = trained
+    workdir = copy_of(trained, "busy")
+    before = {name: os.path.getmtime(workdir / name) for name in ("config.json", "model.json")}
+    holder = holder_process(workdir / WORKDIR_LOCK)  # stands for a training run that still works there
+    try:
+        result = run(launcher(workdir, data_dir, cache, "--config.train.total_steps=6"))
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+    assert_one_message(result, f"{workdir} is being trained by another process (pid {holder.pid} on ",
+                       "Wait for it to finish", "another --workdir")
+    assert steps_in(workdir) == [2, 4]
+    assert {name: os.path.getmtime(workdir / name) for name in before} == before
+
+
 def test_workdir_without_a_recorded_config_is_compared_array_by_array(trained):
     import jax
 

@@ -30,21 +30,16 @@ import json
 import os
 import shutil
 import tempfile
-import time
 
 import numpy as np
 from PIL import Image, TiffImagePlugin  # noqa: F401 - registers the TIFF writer: else Pillow imports all formats
 from PIL.PngImagePlugin import PngInfo
 
+from dualfocus_jax.folder_lock import FolderBusy, FolderLock, lock_holder
 from dualfocus_jax.inference.depth_prediction import DepthPrediction
 from dualfocus_jax.inference.focus_units import FocusWorkingUnits
 from dualfocus_jax.inference.point_cloud import write_ply
 from dualfocus_jax.visualize import Panel, save_panels_png, save_rgb_png, save_scalar_png
-
-try:  # POSIX only; elsewhere the folder is not locked (the files are still written atomically)
-    import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None
 
 METADATA_FILE = "metadata.json"
 LOCK_FILE = ".dualfocus_predict.lock"
@@ -79,7 +74,7 @@ def check_output_folder(out_dir: str) -> None:
         raise OutputFolderError(f"--out {out_dir!r} is not writable ({existing!r}: {error.strerror or error}); "
                                 "choose a folder you can write to.") from None
     if os.path.isdir(path):
-        holder = _lock_holder(path)
+        holder = lock_holder(os.path.join(path, LOCK_FILE))
         if holder:
             raise OutputFolderError(_busy_message(out_dir, holder))
 
@@ -104,22 +99,13 @@ class OutputFolder:
         check_output_folder(self.out_dir)
         try:
             os.makedirs(self.out_dir, exist_ok=True)
-            self._lock = open(os.path.join(self.out_dir, LOCK_FILE), "a+", encoding="utf-8")
+            lock = FolderLock(os.path.join(self.out_dir, LOCK_FILE))
+            lock.acquire()  # POSIX only; elsewhere the files are still written atomically
+        except FolderBusy as busy:
+            raise OutputFolderError(_busy_message(self.out_dir, busy.holder)) from None
         except OSError as error:
             raise OutputFolderError(f"cannot create --out {self.out_dir!r} ({error.strerror or error}).") from None
-        if fcntl is not None:
-            try:
-                fcntl.flock(self._lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                self._lock.seek(0)
-                holder = self._lock.read().strip() or "another process"
-                self._lock.close()
-                self._lock = None
-                raise OutputFolderError(_busy_message(self.out_dir, holder)) from None
-        self._lock.seek(0)
-        self._lock.truncate()
-        self._lock.write(f"pid {os.getpid()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
-        self._lock.flush()
+        self._lock = lock
         for name in os.listdir(self.out_dir):  # leftovers of a run that was killed while writing
             if PARTIAL_MARK in name:
                 _remove(os.path.join(self.out_dir, name))
@@ -162,7 +148,7 @@ class OutputFolder:
                 pass
         self._staged = []
         if self._lock is not None:
-            self._lock.close()  # releases the lock
+            self._lock.release()
             self._lock = None
 
     def stage(self, name: str, write, *, background: bool = False) -> str:
@@ -345,23 +331,6 @@ def _depth_panel(depth_HW: np.ndarray, focus_S: np.ndarray, unit: str, units: Fo
 def _busy_message(out_dir: str, holder: str) -> str:
     return (f"--out {out_dir!r} is being written by another prediction ({holder}); wait for it to finish or "
             "choose another --out.")
-
-
-def _lock_holder(path: str) -> str | None:
-    """Who holds the lock of `path` (a text), or None when nobody does."""
-    lock_path = os.path.join(path, LOCK_FILE)
-    if fcntl is None or not os.path.isfile(lock_path):
-        return None
-    try:
-        with open(lock_path, encoding="utf-8") as handle:
-            try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
-            except OSError:
-                return handle.read().strip() or "another process"
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-    except OSError:
-        return None
-    return None
 
 
 def _write_and_sync(write, temporary: str) -> None:

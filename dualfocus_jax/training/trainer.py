@@ -2,6 +2,7 @@
 
     train_and_evaluate(config, workdir, mode="train_and_eval")
 
+It checks the run and takes the workdir's lock (one training run per workdir), then `_train_and_evaluate` runs.
 Sections: setup → mesh → input → model and optimizer → state and resume → update step → loop (guard, log,
 validate, checkpoint) → evaluations. Everything it calls lives in its own module of this package; the
 launcher (`experiments/train.py`) only parses flags and calls this.
@@ -9,6 +10,7 @@ launcher (`experiments/train.py`) only parses flags and calls this.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -21,6 +23,7 @@ from jax.experimental.compilation_cache import compilation_cache
 from dualfocus_jax.evaluation.evaluate import prediction_function
 from dualfocus_jax.evaluation.evaluators import build_evaluators, evaluate_entry, run_evaluators
 from dualfocus_jax.evaluation.reports import write_evaluation_report
+from dualfocus_jax.folder_lock import FolderBusy, FolderLock
 from dualfocus_jax.inference.checkpoint_io import load_exported_checkpoint
 from dualfocus_jax.model import DualFocusConfig, load_torchvision_resnet18, parameter_count
 from dualfocus_jax.progress_log import say, warn
@@ -43,6 +46,7 @@ MODES = ("train", "eval", "train_and_eval")
 RUN_CONFIG = "config.json"
 RUN_MODEL = "model.json"
 RESUME_MUST_MATCH = ("model", "optimizer")
+WORKDIR_LOCK = ".dualfocus_train.lock"  # held while a run trains in the workdir (see `training_lock`)
 # Model fields a resume may change (with a warning): none of them changes an array of the saved state or what
 # the parameters mean (loss weights and tolerances, the solver's method and iterations, padding, the 3D
 # convolution's implementation, the inference projection). Every other field must match.
@@ -196,6 +200,28 @@ def check_run(config, workdir: str, mode: str = "train_and_eval"):
     return model_config, optimizer, schedule, total_steps
 
 
+class WorkdirBusy(ValueError):
+    """Another live process trains in the workdir; the message names it and the fix."""
+
+
+def training_lock(workdir: str, mode: str):
+    """The workdir's lock (held by process 0 of a run that trains): two runs training in one workdir would
+    write each other's checkpoints and logs. An evaluation only reads checkpoints and takes none, so a run can
+    be evaluated while it trains."""
+    if mode == "eval" or jax.process_index() != 0:
+        return contextlib.nullcontext()
+    os.makedirs(workdir, exist_ok=True)
+    lock = FolderLock(os.path.join(workdir, WORKDIR_LOCK))
+    try:
+        lock.acquire()
+    except FolderBusy as busy:
+        raise WorkdirBusy(
+            f"{workdir} is being trained by another process ({busy.holder}); two runs in one workdir would "
+            "overwrite each other's checkpoints. Wait for it to finish (rerunning then resumes from its latest "
+            "checkpoint), stop it, or pass another --workdir.") from None
+    return lock
+
+
 def train_and_evaluate(config, workdir: str, mode: str = "train_and_eval", *,
                        prepare_data: Callable[[], object] | None = None) -> dict:
     """Trains (resuming from `workdir` if it holds checkpoints) and/or evaluates; returns
@@ -203,10 +229,15 @@ def train_and_evaluate(config, workdir: str, mode: str = "train_and_eval", *,
     after `check_run` and before any dataset is opened, is where an entry point prepares missing embedded
     ones (`experiments.data_setup.prepare_missing_embedded`), so a config mistake is reported before that."""
     model_config, optimizer, schedule, total_steps = check_run(config, workdir, mode)
-    if prepare_data is not None:
-        prepare_data()
     workdir = os.path.abspath(workdir)
+    with training_lock(workdir, mode):
+        if prepare_data is not None:
+            prepare_data()
+        return _train_and_evaluate(config, workdir, mode, model_config, optimizer, schedule, total_steps)
 
+
+def _train_and_evaluate(config, workdir: str, mode: str, model_config: DualFocusConfig, optimizer, schedule,
+                        total_steps: int) -> dict:
     # ---------------------------------------------------------------- setup
     if config.compilation_cache_dir:
         jax.config.update("jax_compilation_cache_dir", os.path.abspath(config.compilation_cache_dir))
