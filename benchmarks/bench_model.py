@@ -3,6 +3,7 @@
     .venv/bin/python -m benchmarks.bench_model            # paper and small: 5 and 10 slices at 256², 384×576, 1 MP
     .venv/bin/python -m benchmarks.bench_model --quick    # small only, one tiny stack (a smoke run)
     .venv/bin/python -m benchmarks.bench_model --sizes paper --variants dualfocus,no_focal   # a subset
+    .venv/bin/python -m benchmarks.bench_model --sizes paper --shapes 10x384x576 --parts  # time per part
 
 Each case runs in a fresh subprocess so that its peak resident memory (`ru_maxrss`, which includes the
 Python runtime, XLA's compilation and the parameters) belongs to that case alone. Forward time is the median
@@ -12,7 +13,8 @@ The reference is the PyTorch DFV implementation (19.5M parameters) on this 2-cor
 and 3.10 s for 10×384×576 per forward pass; the table prints ours/reference for `paper` with both
 constraints. FLOPs are XLA's count for the compiled program; "of peak" divides the achieved FLOP/s by the
 matrix-multiply peak of the same dtype measured at the start (benchmarks/peak.py). `--dtype` picks the
-compute precision (`DualFocusConfig.dtype`) of every case.
+compute precision (`DualFocusConfig.dtype`) of every case. `--parts` adds, per case, the time, FLOPs and share
+of peak of each part of the forward pass (encoder, spatial branch, 3D decoder, projection...; model_parts.py).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import numpy as np
 from absl import flags
 
 from benchmarks.machine import cpu_model_name
+from benchmarks.model_parts import time_parts
 from benchmarks.peak import matmul_peak_flops, xla_flops
 from dualfocus_jax.command_flags import parse_flags
 from dualfocus_jax.model import DualFocusNet, initial_params, model_config, parameter_count
@@ -54,6 +57,8 @@ flags.DEFINE_list("shapes", None, "comma-separated subset of SxHxW shapes, e.g. 
                   "(default: all of " + ",".join("x".join(map(str, shape)) for shape in FULL_SHAPES) + ")",
                   flag_values=FLAGS)
 flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "compute dtype of every case (DualFocusConfig.dtype)",
+                  flag_values=FLAGS)
+flags.DEFINE_bool("parts", False, "also time each part of the forward pass alone (a table per case)",
                   flag_values=FLAGS)
 flags.DEFINE_list("case", None, "internal: SIZE,VARIANT,S,H,W of the one case to run", flag_values=FLAGS)
 
@@ -108,13 +113,29 @@ def run_case(size: str, variant: str, slices: int, height: int, width: int, repe
     )
 
 
-def _case_in_subprocess(size, variant, shape, repeats, dtype) -> dict:
+def _case_in_subprocess(size, variant, shape, repeats, dtype, parts: bool = False):
+    """run_case's dict (or with parts, time_parts' rows) from a fresh subprocess."""
     command = [sys.executable, "-m", "benchmarks.bench_model", f"--case={','.join([size, variant, *map(str, shape)])}",
-               f"--repeats={repeats}", f"--dtype={dtype}"]
+               f"--repeats={repeats}", f"--dtype={dtype}", f"--{'' if parts else 'no'}parts"]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"case {size}/{variant}/{shape} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def print_parts(size: str, variant: str, shape, repeats: int, peak: float) -> None:
+    rows = _case_in_subprocess(size, variant, shape, repeats, FLAGS.dtype, parts=True)
+    total = sum(row["forward_s"] for row in rows)
+    print()
+    print(f"Parts of {size}/{variant} at {'×'.join(map(str, shape))} ({FLAGS.dtype}), each jitted alone "
+          f"(sum {total:.3f} s):")
+    print()
+    print("| part | time (s) | share | GFLOP (XLA) | GFLOP/s | of peak |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for row in rows:
+        achieved = row["flops"] / row["forward_s"]
+        print(f"| {row['part']} | {row['forward_s']:.3f} | {row['forward_s'] / total:.0%} | {row['flops'] / 1e9:.1f} "
+              f"| {achieved / 1e9:.0f} | {achieved / peak:.0%} |", flush=True)
 
 
 def _machine() -> str:
@@ -125,8 +146,9 @@ def main(argv=None) -> int:
     parse_flags(FLAGS, argv, program="python -m benchmarks.bench_model", doc=__doc__)
     if FLAGS.case:
         size, variant, *shape = FLAGS.case
-        print(json.dumps(run_case(size, variant, *(int(n) for n in shape), repeats=FLAGS.repeats or 5,
-                                  dtype=FLAGS.dtype)))
+        measure = time_parts if FLAGS.parts else run_case
+        print(json.dumps(measure(size, variant, *(int(n) for n in shape), repeats=FLAGS.repeats or 5,
+                                 dtype=FLAGS.dtype)))
         return 0
 
     sizes = FLAGS.sizes or (["small"] if FLAGS.quick else ["paper", "small"])
@@ -167,6 +189,11 @@ def main(argv=None) -> int:
                       f"{result['params'] / 1e6:.2f}M | {result['compile_s']:.1f} | {result['forward_s']:.3f} | "
                       f"{result['flops'] / 1e9:.1f} | {achieved / 1e9:.0f} | {achieved / peak:.0%} | "
                       f"{result['peak_rss_mib']:.0f} | {ratio} |", flush=True)
+    if FLAGS.parts:
+        for size in sizes:
+            for shape in shapes:
+                for variant in variants_at(shape):
+                    print_parts(size, variant, shape, repeats_at(shape), peak)
     print()
     print(f"load average at end: {os.getloadavg()[0]:.2f}")
     if not FLAGS.quick:
