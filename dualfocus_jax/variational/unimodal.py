@@ -50,6 +50,17 @@ def _row_at(table_KN: jax.Array, index_N: jax.Array) -> jax.Array:
     return picked
 
 
+def _first_extreme_row(table_KN: jax.Array, better) -> jax.Array:
+    """For each column of a (K, N) table, the first row whose value no later row beats under the strict
+    comparison `better(candidate, best)` (jnp.greater: the first argmax; jnp.less: the first argmin), as
+    elementwise selects over contiguous rows; (N,) int32."""
+    best, index = table_KN[0], jnp.zeros(table_KN.shape[1:], jnp.int32)
+    for row in range(1, table_KN.shape[0]):
+        wins = better(table_KN[row], best)
+        best, index = jnp.where(wins, table_KN[row], best), jnp.where(wins, row, index)
+    return index
+
+
 def _prefix_isotonic_blocks(x_SN: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
     """The last block of the non-decreasing L2 fit of every prefix of each column of x, and its squared error.
 
@@ -114,10 +125,7 @@ def _prefix_fit(starts: jax.Array, values: jax.Array, length_N: jax.Array, num: 
 
 def _is_unimodal_columns(x_SN: jax.Array) -> jax.Array:
     """`is_unimodal` of each column of x (S, N); (N,) bool."""
-    peak, mode = x_SN[0], jnp.zeros(x_SN.shape[1:], jnp.int32)
-    for index in range(1, x_SN.shape[0]):  # the first argmax, as jnp.argmax
-        higher = x_SN[index] > peak
-        peak, mode = jnp.where(higher, x_SN[index], peak), jnp.where(higher, index, mode)
+    mode = _first_extreme_row(x_SN, jnp.greater)
     ok = jnp.ones(x_SN.shape[1:], bool)
     for index in range(x_SN.shape[0] - 1):
         rise = x_SN[index + 1] - x_SN[index]
@@ -169,11 +177,7 @@ def _project_unimodal_validated(prob: jax.Array, axis: int) -> jax.Array:
     # S − t: both directions go through one call (side by side on the pixel axis) to share the compiled scan.
     starts, values, errors = _prefix_isotonic_blocks(jnp.concatenate([x, jnp.flip(x, axis=0)], axis=1))
     split_err = errors[:, :pixels] + jnp.flip(errors[:, pixels:], axis=0)  # (S + 1, N), row t = prefix length
-    best, split = split_err[0], jnp.zeros((pixels,), jnp.int32)
-    for t in range(1, num + 1):  # the first argmin, as jnp.argmin
-        lower = split_err[t] < best
-        best, split = jnp.where(lower, split_err[t], best), jnp.where(lower, t, split)
-    split = jax.lax.stop_gradient(split)
+    split = jax.lax.stop_gradient(_first_extreme_row(split_err, jnp.less))
     prefix = _prefix_fit(starts[:, :pixels], values[:, :pixels], split, num)
     suffix_reversed = _prefix_fit(starts[:, pixels:], values[:, pixels:], num - split, num)
     position = jnp.arange(num)[:, None]
