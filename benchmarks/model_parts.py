@@ -82,9 +82,16 @@ def _parts(config: DualFocusConfig, params: dict, stack_BSHWC, focus_BS, run: Ca
     return depth
 
 
-def chained_outputs(config: DualFocusConfig, params: dict, stack_BSHWC, focus_BS) -> jax.Array:
-    """The depth of the part chain, run without timing (for the test against `DualFocusNet`)."""
-    return _parts(config, params["params"], stack_BSHWC, focus_BS, lambda _name, function, *args: function(*args))
+def chained_outputs(config: DualFocusConfig, params: dict, stack_BSHWC, focus_BS) -> tuple[jax.Array, list[str]]:
+    """(the depth of the part chain, the names of its parts in order), run without timing and jit-able (for the
+    test against `DualFocusNet`)."""
+    names = []
+
+    def run(name, function, *args):
+        names.append(name)
+        return function(*args)
+
+    return _parts(config, params["params"], stack_BSHWC, focus_BS, run), names
 
 
 def time_parts(size: str, variant: str, slices: int, height: int, width: int, repeats: int,
