@@ -62,6 +62,7 @@ from dualfocus_jax.inference import (
     predict_depth,
 )
 from dualfocus_jax.prepared_splits import default_data_dir, has_prepared_version
+from dualfocus_jax.rendering import ThinLensCamera
 from dualfocus_jax.training.checkpointing import latest_saved_step
 from experiments.data_setup import open_split_preparing
 from experiments.evaluate_pretrained import export
@@ -289,12 +290,12 @@ def engine_scenes(sizes: Sizes, data_dir: str | None) -> Iterator[Scene]:
 
 
 def scene_blur_span_px(record) -> float:
-    """Circle-of-confusion difference between the scene's nearest and farthest surface, pixels: f²/(N·p) per
-    diopter (the thin lens focused far beyond its focal length) times the scene's span in diopters."""
-    focal_m, f_number = float(record["focal_length_mm"]) * 1e-3, float(record["f_number"])
-    pixel_m = float(record["pixel_size_um"]) * 1e-6
+    """Circle-of-confusion difference between the scene's nearest and farthest surface, pixels: the camera's
+    blur per diopter (`ThinLensCamera.defocus_px_per_diopter`) times the scene's span in diopters."""
+    camera = ThinLensCamera(focal_length_m=float(record["focal_length_mm"]) * 1e-3, f_number=float(record["f_number"]),
+                            pixel_size_m=float(record["pixel_size_um"]) * 1e-6)
     diopters = 1.0 / float(record["scene_near_m"]) - 1.0 / float(record["scene_far_m"])
-    return focal_m ** 2 / (f_number * pixel_m) * diopters
+    return camera.defocus_px_per_diopter * diopters
 
 
 def blur_span_bucket(span_px: float) -> str:

@@ -337,3 +337,12 @@ def test_bad_cameras_raise_value_error():
         ThinLensCamera(focal_length_m=0.05, f_number=-8.0, pixel_size_m=1.2e-5)
     with pytest.raises(ValueError, match="image_width_px"):
         arkitscenes_camera(0)
+
+
+@pytest.mark.parametrize("camera", [NYUV2_CAMERA, arkitscenes_camera(640),
+                                    ThinLensCamera(focal_length_m=4.2e-3, f_number=1.8, pixel_size_m=1.4e-6)])
+def test_blur_per_diopter_is_the_coc_of_a_lens_focused_far_away(camera):
+    # Focused 10 km away, the CoC of a point at d metres is A·F/(s − F)·(s − d)/d ≈ (A·F/pixel) / d pixels.
+    for depth_m in (0.3, 2.0, 7.5):
+        coc = float(circle_of_confusion_px(jnp.float32(depth_m), jnp.float32(1e4), camera))
+        assert coc == pytest.approx(camera.defocus_px_per_diopter / depth_m, rel=1e-3)

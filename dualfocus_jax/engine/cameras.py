@@ -75,8 +75,8 @@ class DrawnCamera:
 
     @property
     def defocus_px_per_diopter(self) -> float:
-        """CoC diameter in pixels per diopter of defocus, A·F / pixel (the far-focus limit of the thin lens)."""
-        return self.lens.aperture_diameter_m * self.lens.focal_length_m / self.lens.pixel_size_m
+        """CoC diameter in pixels per diopter of defocus (`ThinLensCamera.defocus_px_per_diopter`)."""
+        return self.lens.defocus_px_per_diopter
 
     def describe(self) -> dict:
         return {"camera": self.model.name, "camera_family": self.model.family,

@@ -93,6 +93,12 @@ class ThinLensCamera:
         """A = F / N, metres."""
         return self.focal_length_m / self.f_number
 
+    @property
+    def defocus_px_per_diopter(self) -> float:
+        """CoC diameter in pixels per diopter of defocus, A·F / pixel = F² / (N·pixel): the thin lens focused far
+        beyond its focal length."""
+        return self.aperture_diameter_m * self.focal_length_m / self.pixel_size_m
+
 
 NYUV2_CAMERA = ThinLensCamera(focal_length_m=50e-3, f_number=8.0, pixel_size_m=1.2e-5)
 
