@@ -46,7 +46,7 @@ class FolderLock:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = _read_holder(fd) or "another process"
+            holder = read_holder(fd) or "another process"
             os.close(fd)
             raise FolderBusy(holder) from None
         except OSError as error:
@@ -55,12 +55,7 @@ class FolderLock:
                 return  # a filesystem without locks: work unlocked rather than not at all
             raise
         self._fd = fd
-        try:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} since "
-                          f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode(), 0)
-        except OSError:
-            pass  # the text only informs the refusal message
+        write_holder(fd)
 
     def release(self) -> None:
         if self._fd is not None:
@@ -86,7 +81,7 @@ def lock_holder(lock_path: str) -> str | None:
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
-        return _read_holder(fd) or "another process"
+        return read_holder(fd) or "another process"
     except OSError:
         return None
     finally:
@@ -94,8 +89,19 @@ def lock_holder(lock_path: str) -> str | None:
     return None
 
 
-def _read_holder(fd: int) -> str:
+def read_holder(fd: int) -> str:
+    """The text a holder wrote into the lock file open as `fd` ("" if unreadable)."""
     try:
         return os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
     except OSError:
         return ""
+
+
+def write_holder(fd: int) -> None:
+    """Writes who holds the lock ("pid N on HOST since TIME") into the lock file open as `fd`."""
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} since "
+                      f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode(), 0)
+    except OSError:
+        pass  # the text only informs the refusal message

@@ -17,11 +17,12 @@ import ctypes
 import errno
 import os
 import shutil
-import socket
 import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+
+from dualfocus_jax.folder_lock import read_holder, write_holder
 
 try:
     import fcntl
@@ -67,7 +68,7 @@ def preparation_lock(lock_path: str | os.PathLike, what: str, *, notify: Callabl
     try:
         waited = _acquire(fd, lock_path, what, notify, timeout_s, poll_s)
         if waited is not None:
-            _write_holder(fd)
+            write_holder(fd)
         yield waited
     finally:
         os.close(fd)  # closing drops the lock
@@ -88,7 +89,7 @@ def _acquire(fd, lock_path, what, notify, timeout_s, poll_s) -> bool | None:
                 notify(f"note: cannot lock {lock_path} ({error.strerror}); preparing without a lock")
                 return None
             raise
-        holder = _read_holder(fd)
+        holder = read_holder(fd)
         holder = f" ({holder})" if holder else ""
         if timeout_s is not None and time.monotonic() - start >= timeout_s:
             raise LockWaitTimeout(
@@ -100,21 +101,6 @@ def _acquire(fd, lock_path, what, notify, timeout_s, poll_s) -> bool | None:
                    f"lock file {lock_path} (released when that process ends)")
             waited = True
         time.sleep(poll_s)
-
-
-def _read_holder(fd: int) -> str:
-    try:
-        return os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
-    except OSError:
-        return ""
-
-
-def _write_holder(fd: int) -> None:
-    try:
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
-    except OSError:
-        pass  # the content is only informative
 
 
 def new_temp_folder(parent: str | os.PathLike) -> Path:
