@@ -29,15 +29,14 @@ import sys
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from absl import flags
 
 from benchmarks.machine import cpu_model_name
-from benchmarks.model_parts import time_parts
+from benchmarks.model_parts import benchmark_case, time_parts
 from benchmarks.peak import matmul_peak_flops, xla_flops
 from dualfocus_jax.command_flags import parse_flags
-from dualfocus_jax.model import DualFocusNet, initial_params, model_config, parameter_count
+from dualfocus_jax.model import DualFocusNet, parameter_count
 
 # The PyTorch DFV reference measured on this project's 2-core machine (DEVELOPERS.md, issue 15).
 REFERENCE_DFV_SECONDS = {(5, 256, 256): 0.79, (10, 384, 576): 3.10}
@@ -88,12 +87,8 @@ flags.register_validator("case", lambda case: case is None or len(case) == 5, "n
 def run_case(size: str, variant: str, slices: int, height: int, width: int, repeats: int,
              dtype: str = "float32") -> dict:
     """Measures one case in this process; returns a JSON-serialisable dict."""
-    config = model_config(size, variant, dtype=dtype)
+    config, params, stack, focus = benchmark_case(size, variant, slices, height, width, dtype)
     model = DualFocusNet(config)
-    params = initial_params(config, jax.random.key(0))
-    rng = np.random.default_rng(0)
-    stack = jnp.asarray(rng.random((1, slices, height, width, 3), dtype=np.float32))
-    focus = jnp.asarray(np.linspace(0.1, 1.5, slices, dtype=np.float32)[None])
     forward = jax.jit(lambda p, x, f: model.apply(p, x, f, train=False))
 
     start = time.perf_counter()

@@ -94,15 +94,22 @@ def chained_outputs(config: DualFocusConfig, params: dict, stack_BSHWC, focus_BS
     return _parts(config, params["params"], stack_BSHWC, focus_BS, run), names
 
 
+def benchmark_case(size: str, variant: str, slices: int, height: int, width: int, dtype: str = "float32"):
+    """(config, parameters, stack (1, S, H, W, 3), focus (1, S)) of one benchmark case: seed-0 parameters and a
+    seeded random stack, the same for the whole forward (bench_model) and its parts."""
+    config = model_config(size, variant, dtype=dtype)
+    params = initial_params(config, jax.random.key(0))
+    rng = np.random.default_rng(0)
+    stack = jnp.asarray(rng.random((1, slices, height, width, 3), dtype=np.float32))
+    focus = jnp.asarray(np.linspace(0.1, 1.5, slices, dtype=np.float32)[None])
+    return config, params, stack, focus
+
+
 def time_parts(size: str, variant: str, slices: int, height: int, width: int, repeats: int,
                dtype: str = "float32") -> list[dict]:
     """[{part, forward_s, flops}] of each part at B=1: median of `repeats` calls of its compiled program after a
     warm-up call."""
-    config = model_config(size, variant, dtype=dtype)
-    params = initial_params(config, jax.random.key(0))["params"]
-    rng = np.random.default_rng(0)
-    stack = jnp.asarray(rng.random((1, slices, height, width, 3), dtype=np.float32))
-    focus = jnp.asarray(np.linspace(0.1, 1.5, slices, dtype=np.float32)[None])
+    config, params, stack, focus = benchmark_case(size, variant, slices, height, width, dtype)
     rows = []
 
     def run(name, function, *args):
@@ -116,5 +123,5 @@ def time_parts(size: str, variant: str, slices: int, height: int, width: int, re
         rows.append(dict(part=name, forward_s=float(np.median(times)), flops=xla_flops(compiled)))
         return output
 
-    _parts(config, params, stack, focus, run)
+    _parts(config, params["params"], stack, focus, run)
     return rows
