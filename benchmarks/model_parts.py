@@ -68,15 +68,16 @@ def _parts(config: DualFocusConfig, params: dict, stack_BSHWC, focus_BS, run: Ca
         logits = [crop_spatial(resize_bilinear_hw(c, hp, wp, channel_last=False), pads, spatial_axes=(2, 3))
                   for c in reversed(costs)]
         prob_levels = [jax.nn.softmax(x, axis=1) for x in logits]
-        return prob_levels[0], [expected_depth(p, focus) for p in prob_levels]
+        return prob_levels[0], [expected_depth(p, focus, cfg.expectation) for p in prob_levels]
 
     prob, _ = run("head", head, costs)
     if cfg.project_unimodal_at_inference:
         prob = run("unimodal projection", lambda p: project_unimodal(p, axis=1), prob)
 
     def outputs(prob, focus, stack):
-        depth = expected_depth(prob, focus)
-        return depth, depth_uncertainty(prob, focus, depth), jnp.einsum("bshw,bshwc->bhwc", prob, stack)
+        depth = expected_depth(prob, focus, cfg.expectation)
+        uncertainty = depth_uncertainty(prob, focus, depth, cfg.expectation)
+        return depth, uncertainty, jnp.einsum("bshw,bshwc->bhwc", prob, stack)
 
     depth, _, _ = run("outputs", outputs, prob, focus, stack)
     return depth

@@ -10,6 +10,9 @@ import os
 # message about one that is not prepared; the library imports nothing from datasets/, and
 # tests/test_dataset_common.py checks that this list agrees with the builders.
 MANUAL_DATASETS = ("fod500", "ddff12", "nyuv2_focal", "arkitscenes_focal", "mobile_depth", "hci_lightfield")
+# The datasets whose focus positions are disparities, not distances (their builders' focus_unit metadata; the
+# same test checks this list): a model averaging over inverse focus distance cannot train on them.
+DISPARITY_FOCUS_DATASETS = ("ddff12", "hci_lightfield")
 
 
 def default_data_dir(data_dir: str | None) -> str:

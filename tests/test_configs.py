@@ -100,7 +100,8 @@ def override_value(field):
     special = {"size": "paper", "variant": "no_spatial", "volume_mode": "difference", "solver": "cg",
                "solver_stride": 8, "pad_mode": "reflect", "conv3d_impl": "lax", "use_focal": True,  # on a no_focal base
                "pyramid_pool_grids": (1, 3), "level_weights": (0.25, 0.25, 0.25, 0.25),
-               "gt_min_valid_fraction": 0.75, "tau_rel": 0.25, "smooth_l1_beta": 0.5, "dtype": "bfloat16"}
+               "gt_min_valid_fraction": 0.75, "tau_rel": 0.25, "smooth_l1_beta": 0.5, "dtype": "bfloat16",
+               "expectation": "inverse_focus"}
     if field.name in special:
         value = special[field.name]
     elif isinstance(field.default, bool):

@@ -66,16 +66,19 @@ def predict_depth(images_SHWC: np.ndarray, focus_distances_S: np.ndarray, *, met
     if images.ndim != 4 or images.shape[-1] != 3 or images.shape[0] != np.size(focus_distances_S):
         raise ValueError(f"images must be (S, H, W, 3) with S = number of focus distances "
                          f"({np.size(focus_distances_S)}), got {images.shape}.")
-    units = focus_working_units(focus_distances_S, focus_unit)
+    if method == "network" and network is None and (params is None or config is None):
+        raise ValueError("method 'network' needs params and config (load_exported_checkpoint()) or a network "
+                         "(traced_network.load_network()).")
+    expectation = "focus"
+    if method == "network":
+        expectation = network.expectation if network is not None else config.expectation
+    units = focus_working_units(focus_distances_S, focus_unit, expectation)
     near_to_far = units.near_to_far_S
     back_to_given = np.argsort(near_to_far)  # near-to-far index -> given (ascending) index
     if method == "network":
         stack = jnp.asarray(images[near_to_far])
         if network is not None:
             prob, aif = network.probabilities(stack)
-        elif params is None or config is None:
-            raise ValueError("method 'network' needs params and config (load_exported_checkpoint()) or a network "
-                             "(traced_network.load_network()).")
         else:
             prob, aif = network_probabilities(params, config, stack)
         prob = np.asarray(prob)

@@ -20,6 +20,10 @@ inverse distances 1/f instead and converted back: depth = 1 / Σ_s p_s/f_s, unce
 deviation) by first-order propagation σ_d = σ_{1/f} · d². Depth stays in the unit of the focus positions
 either way. Diopters and disparities are already linear in blur, and slice indices are what they are, so
 their expectation is always linear.
+
+A network trained with its expectation over inverse focus distance (`DualFocusConfig.expectation =
+"inverse_focus"`, focus_statistics.py) gets inverse distances for every distance stack, whatever the span:
+its probabilities were learnt for that expectation.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ class FocusWorkingUnits:
     mode: "distance", "inverse distance", "diopter", "disparity" or "slice index".
     span: max/min of the focus distances (distance only; NaN otherwise).
     focus_unit: one of FOCUS_UNITS or ORDER_UNIT.
+    inverse_by_model: inverse distances because the model's expectation is over them (not because of the span).
     near_to_far_S: indices into the ascending focus positions giving near-to-far order (identity, or
       reversed for diopters and disparities).
     """
@@ -59,10 +64,14 @@ class FocusWorkingUnits:
     span: float
     focus_unit: str = "distance"
     near_to_far_S: np.ndarray | None = None
+    inverse_by_model: bool = False
 
     def describe(self, unit: str) -> str:
         if self.mode == "distance":
             return f"expectation over focus distances (span {self.span:.1f}x <= {MAX_LINEAR_SPAN:g}x), depth in {unit}"
+        if self.mode == "inverse distance" and self.inverse_by_model and self.span <= MAX_LINEAR_SPAN:
+            return (f"expectation over inverse distance (1/{unit}, as the model was trained), converted back, "
+                    f"depth in {unit}")
         if self.mode == "inverse distance":
             return (f"focus distances span {self.span:.1f}x > {MAX_LINEAR_SPAN:g}x: expectation over inverse "
                     f"distance (1/{unit}), converted back, depth in {unit}")
@@ -76,8 +85,12 @@ class FocusWorkingUnits:
         return self.focus_unit == ORDER_UNIT
 
 
-def focus_working_units(focus_positions_S, focus_unit: str = "distance") -> FocusWorkingUnits:
+def focus_working_units(focus_positions_S, focus_unit: str = "distance",
+                        expectation: str = "focus") -> FocusWorkingUnits:
     """Working values for focus positions sorted ascending (as a `FocalStack` holds them).
+
+    expectation: the predicting model's `DualFocusConfig.expectation` ("focus" for the classical baseline);
+    "inverse_focus" puts every distance stack in inverse distance.
 
     Raises ValueError for unknown units, non-finite, repeated or unsorted values and, for distances, values
     that are not > 0 (the message says which --focus_unit they could be).
@@ -98,8 +111,9 @@ def focus_working_units(focus_positions_S, focus_unit: str = "distance") -> Focu
                              "if they are diopters (inverse distances, 0 = infinity) pass --focus_unit diopter, "
                              "if they are disparities pass --focus_unit disparity.")
         span = float(focus[-1] / focus[0])
-        if span > MAX_LINEAR_SPAN:
-            return FocusWorkingUnits(1.0 / focus, "inverse distance", span, focus_unit, order)
+        if span > MAX_LINEAR_SPAN or expectation == "inverse_focus":
+            return FocusWorkingUnits(1.0 / focus, "inverse distance", span, focus_unit, order,
+                                     inverse_by_model=expectation == "inverse_focus")
         return FocusWorkingUnits(focus, "distance", span, focus_unit, order)
     mode = "slice index" if focus_unit == ORDER_UNIT else focus_unit
     return FocusWorkingUnits(focus[order], mode, float("nan"), focus_unit, order)

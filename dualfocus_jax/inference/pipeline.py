@@ -131,7 +131,8 @@ def run_prediction(stack_dir: str, out_dir: str, *, focus_distances=None, checkp
     stack = load_focal_stack(stack_dir, focus_distances, max_size=None if full_resolution else max_size,
                              unit=unit or "", focus_order=focus_order, focus_unit=focus_unit)
     focus = np.asarray(stack.focus_positions)
-    units = focus_working_units(focus, focus_unit)  # validates the values before any heavy step
+    # validates the values before any heavy step; a network's expectation space decides how depth is averaged
+    units = focus_working_units(focus, focus_unit, network.expectation if network is not None else "focus")
     timings["load_s"] = time.perf_counter() - t0
     output_hw = stack.original_size_hw or (stack.height, stack.width)
     shown = ", ".join(f"{f:.3g}" for f in focus) if focus_unit != ORDER_UNIT else "order only"

@@ -78,6 +78,11 @@ class CheckpointNetwork:
         fields = json.loads(self.config_text)
         return f"{fields['size']}/{fields['variant']}"
 
+    @property
+    def expectation(self) -> str:
+        """The model's `DualFocusConfig.expectation` ("focus" for checkpoints exported before the field)."""
+        return json.loads(self.config_text).get("expectation", "focus")
+
     def model_config(self) -> DualFocusConfig:
         """The DualFocusConfig (built from `config_text` on first use; imports the model, i.e. Flax)."""
         if self.config is None:

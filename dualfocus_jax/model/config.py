@@ -27,6 +27,8 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
+from dualfocus_jax.focus_statistics import EXPECTATION_SPACES
+
 SIZES = ("small", "paper")
 VARIANTS = ("dualfocus", "no_spatial", "no_focal", "dfv", "fv")
 VOLUME_MODES = ("concat", "difference", "plain")
@@ -80,6 +82,9 @@ class DualFocusConfig:
       level_weights: deep-supervision weights of L_depth, finest level first (8/15, 4/15, 2/15, 1/15).
       smooth_l1_beta: the quadratic-to-linear switch of smooth-L1, in the unit of the focus positions.
       gt_min_valid_fraction: share of valid GT pixels a solver-resolution cell needs to count as valid.
+    Depth:
+      expectation: "focus" (D = Σ p_n f_n, any unit) or "inverse_focus" (D = 1 / Σ p_n / f_n, linear in
+        inverse distance as blur is; focus positions must be distances > 0). See `focus_statistics.py`.
     Input:
       pad_mode: "edge" or "reflect" padding of H and W up to a multiple of 32 (cropped back after).
     Precision:
@@ -121,6 +126,8 @@ class DualFocusConfig:
     level_weights: tuple[float, float, float, float] = (8 / 15, 4 / 15, 2 / 15, 1 / 15)
     smooth_l1_beta: float = 1.0
     gt_min_valid_fraction: float = 0.5
+    # Depth.
+    expectation: str = "focus"
     # Input.
     pad_mode: str = "edge"
     # Precision.
@@ -134,6 +141,8 @@ class DualFocusConfig:
         need(self.size in SIZES, f"size must be one of {SIZES}, got {self.size!r}.")
         need(self.variant in VARIANTS, f"variant must be one of {VARIANTS}, got {self.variant!r}.")
         need(self.volume_mode in VOLUME_MODES, f"volume_mode must be one of {VOLUME_MODES}, got {self.volume_mode!r}.")
+        need(self.expectation in EXPECTATION_SPACES,
+             f"expectation must be one of {EXPECTATION_SPACES}, got {self.expectation!r}.")
         need(self.solver in SOLVERS, f"solver must be one of {SOLVERS}, got {self.solver!r}.")
         need(
             self.solver_stride in SOLVER_STRIDES,

@@ -4,7 +4,8 @@ Pipeline (docs/design/METHOD.md "Network"): sort the slices by focus position �
 ImageNet-normalise → shared 2D encoder (features at 1/32, 1/16, 1/8, 1/4) → focal volumes ([V, ΔV], ΔV or
 V by variant) → optional spatial branch, whose integrable surfaces join the volume at the solver's level →
 3D decoder (a cost per slice at four levels) → per level: bilinear upsampling of the costs to the input
-size, softmax over slices, depth as the expectation of the focus positions → at inference, optionally, the
+size, softmax over slices, depth as the expectation of the focus positions (or of their inverse,
+`DualFocusConfig.expectation`) → at inference, optionally, the
 exact unimodal projection of the finest p → uncertainty and all-in-focus image.
 
 The focus positions enter only the sort and the expectations, so they may be in any unit (metres, dioptres,
@@ -141,15 +142,15 @@ class DualFocusNet(nn.Module):
             for cost in reversed(costs)
         ]
         prob_levels = [jax.nn.softmax(logits, axis=1) for logits in logits_levels]
-        depth_levels = [expected_depth(prob, focus) for prob in prob_levels]
+        depth_levels = [expected_depth(prob, focus, cfg.expectation) for prob in prob_levels]
 
         prob = prob_levels[0]
         if not train and cfg.project_unimodal_at_inference:
             prob = project_unimodal(prob, axis=1)
-        depth = expected_depth(prob, focus)
+        depth = expected_depth(prob, focus, cfg.expectation)
         return DualFocusOutput(
             depth=depth,
-            uncertainty=depth_uncertainty(prob, focus, depth),
+            uncertainty=depth_uncertainty(prob, focus, depth, cfg.expectation),
             prob=prob,
             all_in_focus=jnp.einsum("bshw,bshwc->bhwc", prob, stack),
             depth_levels=depth_levels,

@@ -26,6 +26,7 @@ from dualfocus_jax.evaluation.reports import write_evaluation_report
 from dualfocus_jax.folder_lock import FolderBusy, FolderLock
 from dualfocus_jax.inference.checkpoint_io import load_exported_checkpoint
 from dualfocus_jax.model import DualFocusConfig, load_torchvision_resnet18, parameter_count
+from dualfocus_jax.prepared_splits import DISPARITY_FOCUS_DATASETS
 from dualfocus_jax.progress_log import say, warn
 from dualfocus_jax.training import checkpointing
 from dualfocus_jax.training import mesh as mesh_lib
@@ -186,6 +187,7 @@ def check_run(config, workdir: str, mode: str = "train_and_eval"):
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}.")
     workdir = os.path.abspath(workdir)
     model_config = model_config_from(config.model)  # validates the model block before anything heavy
+    check_sources_suit_expectation(config.input.sources, model_config.expectation)
     # Builds the evaluators (and validation's protocol), so a bad kind or protocol is reported before training.
     build_evaluators({"validation": config.validation} if config.validation.dataset else {})
     build_evaluators(config.evals)
@@ -198,6 +200,17 @@ def check_run(config, workdir: str, mode: str = "train_and_eval"):
     optimizer, schedule = optimizer_and_schedule(config.optimizer, total_steps)  # validates the optimizer block
     check_resume_matches(workdir, config, model_config)
     return model_config, optimizer, schedule, total_steps
+
+
+def check_sources_suit_expectation(sources, expectation: str) -> None:
+    """ValueError when a model averaging over inverse focus distance would train on disparity focus values."""
+    if expectation != "inverse_focus":
+        return
+    for name, source in sources.items():
+        if source.get("dataset") in DISPARITY_FOCUS_DATASETS:
+            raise ValueError(f"config.input.sources.{name} ({source.dataset}) gives focus positions as disparities, "
+                             "but config.model.expectation='inverse_focus' needs focus distances (> 0); use "
+                             "expectation='focus' for it, or leave that source out.")
 
 
 class WorkdirBusy(ValueError):
