@@ -172,6 +172,27 @@ def test_resume_with_another_architecture_field_is_refused(trained):
     assert saved_steps(str(workdir)) == [2]
 
 
+def test_a_model_field_added_after_the_run_resumes_at_its_default(trained):
+    """A run recorded before `expectation` existed (its model.json and config.json lack it) resumes: the field's
+    default is what the code of that time did. Setting it to another value is refused (another model)."""
+    from configs.recorded import recorded_config
+    from dualfocus_jax.training.checkpointing import CheckpointMismatchError
+    from dualfocus_jax.training.trainer import check_resume_matches, model_config_from
+
+    workdir = copy_of(trained, "before_expectation")
+    for name, key in (("model.json", "model_config"), ("config.json", "model")):
+        with open(workdir / name) as handle:
+            record = json.load(handle)
+        record[key].pop("expectation", None)
+        with open(workdir / name, "w") as handle:
+            json.dump(record, handle)
+    config = recorded_config(workdir)
+    check_resume_matches(str(workdir), config, model_config_from(config.model))
+    config.model.expectation = "inverse_focus"
+    with pytest.raises(CheckpointMismatchError, match="model.expectation"):
+        check_resume_matches(str(workdir), config, model_config_from(config.model))
+
+
 # ---------------------------------------------------------------- the export reads the run's config
 
 

@@ -11,6 +11,7 @@ launcher (`experiments/train.py`) only parses flags and calls this.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import json
 import os
@@ -92,6 +93,10 @@ def _differences(stored, current, prefix: str) -> list[str]:
     return [f"{prefix}: {stored!r} in the checkpoints, {current!r} now"]
 
 
+def _model_field_defaults() -> dict:
+    return json.loads(json.dumps({f.name: f.default for f in dataclasses.fields(DualFocusConfig)}))
+
+
 def check_resume_matches(workdir: str, config, model_config: DualFocusConfig) -> None:
     """Before any heavy work: when `workdir` holds checkpoints and the config its run recorded, compares the
     model and optimizer blocks (and the full model config they resolve to) with the new config.
@@ -119,6 +124,9 @@ def check_resume_matches(workdir: str, config, model_config: DualFocusConfig) ->
         try:
             with open(model_path, encoding="utf-8") as handle:
                 stored_model = json.load(handle)["model_config"]
+            # A field added to DualFocusConfig after the run was recorded takes its default, which is how the
+            # code of that time behaved (e.g. `expectation`): the same model, not a mismatch.
+            stored_model = {**_model_field_defaults(), **stored_model}
             # The model is compared as what it resolves to (an unset field and its size/variant default are the
             # same model); the config block only for the size and variant it asked for.
             picked = ("model.size", "model.variant")
