@@ -119,6 +119,8 @@ flags.DEFINE_string("out", DEFAULT_OUT, "folder for the tables and the picture",
 flags.DEFINE_bool("quick", False, "tiny inputs (a smoke run)", flag_values=FLAGS)
 flags.DEFINE_bool("classical", True, "score the classical baseline too; --noclassical: networks only",
                   flag_values=FLAGS)
+flags.DEFINE_bool("flips", False, "networks predict with --flips (averaged over the stack's four mirror images)",
+                  flag_values=FLAGS)
 flags.DEFINE_list("skip", [], "comma list of engine,synthetic,motorcycle,real to leave out", flag_values=FLAGS)
 flags.register_validator("skip", lambda items: set(items) <= {"", *INPUTS},
                          "--skip knows " + ", ".join(INPUTS), flag_values=FLAGS)
@@ -196,7 +198,7 @@ def classical_depth(images_SHWC: np.ndarray, focus_S: np.ndarray, *, refine: boo
 def network_depth(method: Method, images_SHWC: np.ndarray, focus_S: np.ndarray,
                   focus_unit: str = "distance") -> np.ndarray:
     return predict_depth(images_SHWC, focus_S, method="network", params=method.params, config=method.config,
-                         focus_unit=focus_unit).depth_HW
+                         focus_unit=focus_unit, flips=FLAGS.flips).depth_HW
 
 
 def method_depth(method: Method, images_SHWC, focus_S, focus_unit: str = "distance") -> tuple[np.ndarray, float]:

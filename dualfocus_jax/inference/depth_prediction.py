@@ -47,7 +47,8 @@ class DepthPrediction:
 
 def predict_depth(images_SHWC: np.ndarray, focus_distances_S: np.ndarray, *, method: str = "network",
                   params: dict | None = None, config: DualFocusConfig | None = None,
-                  focus_unit: str = "distance", network: CheckpointNetwork | None = None) -> DepthPrediction:
+                  focus_unit: str = "distance", network: CheckpointNetwork | None = None,
+                  flips: bool = False) -> DepthPrediction:
     """Depth from a focal stack sorted by ascending focus position (as a `FocalStack` holds it).
 
     Args:
@@ -59,6 +60,8 @@ def predict_depth(images_SHWC: np.ndarray, focus_distances_S: np.ndarray, *, met
       focus_unit: "distance", "diopter", "disparity" or "order" (focus_units.py).
       network: for "network", a checkpoint from `traced_network.load_network` instead of params and config
         (what the predictor passes: it may run from stored parameters and programs without Flax).
+      flips: for "network", average the probabilities over the stack and its three mirror images (left-right,
+        up-down, both), each mirrored back: 4× the network time; the result mirrors exactly with the input.
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {METHODS}.")
@@ -78,14 +81,34 @@ def predict_depth(images_SHWC: np.ndarray, focus_distances_S: np.ndarray, *, met
     if method == "network":
         stack = jnp.asarray(images[near_to_far])
         if network is not None:
-            prob, aif = network.probabilities(stack)
+            run = network.probabilities
         else:
-            prob, aif = network_probabilities(params, config, stack)
+            def run(images):
+                return network_probabilities(params, config, images)
+        prob, aif = _mirror_averaged(run, stack) if flips else run(stack)
         prob = np.asarray(prob)
         depth, uncertainty = depth_from_slice_probabilities(prob, units)
         return DepthPrediction(depth, uncertainty, np.clip(np.asarray(aif, np.float32), 0, 1), units,
                                prob[back_to_given].astype(np.float32))
     return _classical(images[near_to_far], units, back_to_given)
+
+
+def _mirror_averaged(run, stack_SHWC):
+    """(p, all-in-focus) of `run` averaged over the stack and its left-right, up-down and double mirror images,
+    each output mirrored back. The four mirrors share one (S, H, W) shape, so one compiled program."""
+    prob_sum, aif_sum = 0.0, 0.0
+    for flip_h in (False, True):
+        for flip_w in (False, True):
+            prob, aif = run(_mirrored(stack_SHWC, 1, flip_h, flip_w))
+            prob_sum = prob_sum + _mirrored(jnp.asarray(prob), 1, flip_h, flip_w)
+            aif_sum = aif_sum + _mirrored(jnp.asarray(aif), 0, flip_h, flip_w)
+    return prob_sum / 4.0, aif_sum / 4.0
+
+
+def _mirrored(x, axis_h: int, flip_h: bool, flip_w: bool):
+    """x reversed along axis_h (rows) and/or axis_h + 1 (columns)."""
+    axes = tuple(axis for axis, flip in ((axis_h, flip_h), (axis_h + 1, flip_w)) if flip)
+    return jnp.flip(x, axes) if axes else x
 
 
 def _classical(images_SHWC: np.ndarray, units: FocusWorkingUnits, back_to_given: np.ndarray) -> DepthPrediction:

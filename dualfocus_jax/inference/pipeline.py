@@ -76,7 +76,8 @@ def run_prediction(stack_dir: str, out_dir: str, *, focus_distances=None, checkp
                    max_size: int | None = 640, align: bool = True, method: str = "network", ply: bool = False,
                    fov_deg: float = DEFAULT_FOV_DEG, unit: str | None = None, focus_unit: str | None = None,
                    focus_order: str | None = None, full_resolution: bool = False,
-                   compilation_cache: bool | str = True, log: Callable[[str], None] = print) -> dict:
+                   compilation_cache: bool | str = True, flips: bool = False,
+                   log: Callable[[str], None] = print) -> dict:
     """Predicts depth for the focal stack in `stack_dir` and writes the files of `output_files.py` to `out_dir`.
 
     Args:
@@ -94,6 +95,7 @@ def run_prediction(stack_dir: str, out_dir: str, *, focus_distances=None, checkp
       unit: label of the focus values' unit (default: m for distances, D for diopters, "disparity", "slice").
       compilation_cache: True = the persistent compilation cache in the user's cache folder
         (compilation_cache.py), a folder path = there, False = off.
+      flips: network only: average over the stack's four mirror images (`predict_depth`); 4× the network time.
     Returns a summary dict (the metadata.json content plus the paths written).
     """
     started = time.perf_counter()
@@ -117,6 +119,8 @@ def run_prediction(stack_dir: str, out_dir: str, *, focus_distances=None, checkp
         cache_dir = enable_compilation_cache(compilation_cache if isinstance(compilation_cache, str) else None)
     network = None
     summary: dict = {"dualfocus_jax_version": __version__, "method": method}
+    if method == "network":
+        summary["mirror_averaged"] = bool(flips)
     if method == "network":
         t0 = time.perf_counter()
         # From the parameter store beside the traced programs when it holds this checkpoint (no orbax, no Flax).
@@ -163,7 +167,8 @@ def run_prediction(stack_dir: str, out_dir: str, *, focus_distances=None, checkp
 
         t0 = time.perf_counter()
         try:
-            prediction = predict_depth(images, focus, method=method, network=network, focus_unit=focus_unit)
+            prediction = predict_depth(images, focus, method=method, network=network, focus_unit=focus_unit,
+                                       flips=flips)
         except NetworkMismatchError as error:
             raise mismatch_error(summary["checkpoint"], error.config, error.mismatch) from None
         timings["predict_s"] = time.perf_counter() - t0
