@@ -121,7 +121,6 @@ def run_prediction(stack_dir: str, out_dir: str, *, focus_distances=None, checkp
     summary: dict = {"dualfocus_jax_version": __version__, "method": method}
     if method == "network":
         summary["mirror_averaged"] = bool(flips)
-    if method == "network":
         t0 = time.perf_counter()
         # From the parameter store beside the traced programs when it holds this checkpoint (no orbax, no Flax).
         # The shape check traces the model: traced_network.py does it only when it has no stored program.
