@@ -172,3 +172,10 @@ def test_python_dash_m_entry_point_reports_errors_with_exit_status_2(tmp_path):
                             cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert "Focal-stack folder not found" in result.stderr
+
+
+def test_flips_with_the_classical_method_is_refused_before_any_work(generated_stack, tmp_path, capsys):
+    assert run(["--stack", generated_stack, "--out", tmp_path / "out", "--method", "classical", "--flips"]) == 2
+    err = capsys.readouterr().err
+    assert "--flips" in err and "--method network" in err
+    assert not (tmp_path / "out").exists()

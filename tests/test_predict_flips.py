@@ -2,6 +2,7 @@
 
 import jax
 import numpy as np
+import pytest
 
 from dualfocus_jax.inference import predict_depth
 from dualfocus_jax.inference.traced_network import network_probabilities
@@ -36,3 +37,9 @@ def test_mirror_averaged_probabilities_match_a_numpy_average_and_mirror_with_the
     mirrored = predict_depth(stack[:, :, ::-1], focus, params=params, config=CONFIG, flips=True)
     np.testing.assert_allclose(mirrored.depth_HW, averaged.depth_HW[:, ::-1], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(mirrored.all_in_focus_HWC, averaged.all_in_focus_HWC[:, ::-1], atol=1e-5)
+
+
+def test_flips_for_the_classical_method_is_an_error():
+    stack, focus = _stack()
+    with pytest.raises(ValueError, match="flips"):
+        predict_depth(stack, focus, method="classical", flips=True)

@@ -65,6 +65,8 @@ def predict_depth(images_SHWC: np.ndarray, focus_distances_S: np.ndarray, *, met
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {METHODS}.")
+    if flips and method != "network":
+        raise ValueError(f"flips averages the network over mirror images; method {method!r} does not use it.")
     images = np.asarray(images_SHWC, np.float32)
     if images.ndim != 4 or images.shape[-1] != 3 or images.shape[0] != np.size(focus_distances_S):
         raise ValueError(f"images must be (S, H, W, 3) with S = number of focus distances "

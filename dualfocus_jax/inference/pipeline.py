@@ -101,7 +101,7 @@ def run_prediction(stack_dir: str, out_dir: str, *, focus_distances=None, checkp
     started = time.perf_counter()
     timings: dict[str, float] = {}
     focus_unit, unit = _check_arguments(method, focus_unit, focus_order, focus_distances, unit, max_size,
-                                        full_resolution, fov_deg)
+                                        full_resolution, fov_deg, flips)
     if os.path.abspath(out_dir) == os.path.abspath(stack_dir):
         raise PredictionInputError(f"--out {out_dir!r} is the --stack folder: the pictures written there would be "
                                    "read as slices by the next run. Choose another --out (e.g. a sibling folder).")
@@ -231,9 +231,13 @@ def run_prediction(stack_dir: str, out_dir: str, *, focus_distances=None, checkp
     return summary
 
 
-def _check_arguments(method, focus_unit, focus_order, focus_distances, unit, max_size, full_resolution, fov_deg):
+def _check_arguments(method, focus_unit, focus_order, focus_distances, unit, max_size, full_resolution, fov_deg,
+                     flips=False):
     if method not in METHODS:
         raise PredictionInputError(f"unknown --method {method!r}; choose one of {', '.join(METHODS)}.")
+    if flips and method != "network":
+        raise PredictionInputError(f"--flips averages the network over the stack's mirror images; --method {method} "
+                                   "does not use it. Drop --flips, or use --method network.")
     if focus_unit is not None and focus_unit not in FOCUS_UNITS:
         raise PredictionInputError(f"unknown --focus_unit {focus_unit!r}; choose one of {', '.join(FOCUS_UNITS)}.")
     if focus_order is not None:
