@@ -43,6 +43,13 @@ class EngineSettings:
       log-uniform, and shrunk to the stack's size. Shapes are drawn relative to the canvas and keep their
       size; textures and pixel-sized details (stripes, text, thin strokes) come out that much finer at the
       same blur. (1, 1), the default, draws nothing and leaves every stack as before.
+    sharp_coc_px_range: (min, max) CoC diameter, pixels, below which a surface renders sharp (the slice's depth
+      of field), drawn log-uniform per stack. (1, 1), the default, draws nothing: only sub-pixel PSFs are sharp,
+      as before. Wider ranges meet renderers and cameras whose stacks show no blur within a pixel or two of
+      focus (the protocol renderers of `rendering.thin_lens` render a CoC up to 2 px sharp).
+    hard_layer_share: share of stacks rendered with depth quantised into hard layers (their count drawn from
+      hard_layer_counts), as the protocol renderers do, instead of the smooth split between two layers.
+      0, the default, draws nothing.
     degrade: add misalignment, noise and JPEG; max_layers: the renderer's layer budget.
     """
 
@@ -54,6 +61,9 @@ class EngineSettings:
     psf_shapes: tuple[str, ...] = PSF_SHAPES
     blur_range_px: tuple[float, float] = (3.0, 40.0)
     detail_zoom_range: tuple[float, float] = (1.0, 1.0)
+    sharp_coc_px_range: tuple[float, float] = (1.0, 1.0)
+    hard_layer_share: float = 0.0
+    hard_layer_counts: tuple[int, int] = (8, 24)
     degrade: bool = True
     max_layers: int = 16
 
@@ -74,6 +84,14 @@ class EngineSettings:
         if not 1 <= self.detail_zoom_range[0] <= self.detail_zoom_range[1]:
             raise ValueError(f"detail_zoom_range must be (min, max) with 1 ≤ min ≤ max (1 = the layout at the "
                              f"stack's own scale), got {self.detail_zoom_range}.")
+        if not 0 < self.sharp_coc_px_range[0] <= self.sharp_coc_px_range[1]:
+            raise ValueError(f"sharp_coc_px_range must be (min, max) CoC diameters in pixels with 0 < min ≤ max "
+                             f"(1 = only sub-pixel blur renders sharp), got {self.sharp_coc_px_range}.")
+        if not 0.0 <= self.hard_layer_share <= 1.0:
+            raise ValueError(f"hard_layer_share must be a share in [0, 1], got {self.hard_layer_share}.")
+        if not 2 <= self.hard_layer_counts[0] <= self.hard_layer_counts[1]:
+            raise ValueError(f"hard_layer_counts must be (min, max) layer counts with 2 ≤ min ≤ max, got "
+                             f"{self.hard_layer_counts}.")
         if self.max_layers < 2:
             raise ValueError(f"max_layers must be ≥ 2, got {self.max_layers}.")
 
@@ -130,6 +148,17 @@ def _scene_layout_with_detail(family: str, rng: np.random.Generator, size: tuple
     rows = np.minimum(((np.arange(height) + 0.5) * large[0] / height).astype(int), large[0] - 1)
     cols = np.minimum(((np.arange(width) + 0.5) * large[1] / width).astype(int), large[1] - 1)
     return SceneLayout(np.clip(image, 0, 1).astype(np.float32), layout.nearness[np.ix_(rows, cols)], layout.family)
+
+
+def _depth_of_field_and_layering(rng: np.random.Generator, settings: EngineSettings) -> tuple[float, int]:
+    """(CoC diameter in pixels below which the stack renders sharp, hard layer count or 0 for smooth layers);
+    nothing is drawn for the defaults, so their stacks stay as they were."""
+    low, high = settings.sharp_coc_px_range
+    sharp_coc_px = float(np.exp(rng.uniform(np.log(low), np.log(high)))) if high > low else float(low)
+    hard_layer_count = 0
+    if settings.hard_layer_share > 0 and rng.random() < settings.hard_layer_share:
+        hard_layer_count = int(rng.integers(settings.hard_layer_counts[0], settings.hard_layer_counts[1] + 1))
+    return sharp_coc_px, hard_layer_count
 
 
 def draw_focal_stack(rng: np.random.Generator, settings: EngineSettings = DEFAULT_SETTINGS, *,
@@ -190,13 +219,17 @@ def draw_focal_stack(rng: np.random.Generator, settings: EngineSettings = DEFAUL
     else:
         depth_m = 1.0 / (far_diopter + layout.nearness.astype(np.float64) * (near_diopter - far_diopter))
     psf = str(rng.choice(settings.psf_shapes))
-    stack = render_layered_stack(layout.image, depth_m, focus_m, camera.lens, psf=psf, max_layers=settings.max_layers)
+    sharp_coc_px, hard_layer_count = _depth_of_field_and_layering(rng, settings)
+    stack = render_layered_stack(layout.image, depth_m, focus_m, camera.lens, psf=psf,
+                                 max_layers=hard_layer_count or settings.max_layers,
+                                 sharp_radius_px=0.5 * sharp_coc_px, hard_layers=hard_layer_count > 0)
     if settings.degrade:
         stack_u8 = degraded_stack(rng, np.clip(stack, 0, 1))
     else:
         stack_u8 = np.clip(np.round(stack * 255.0), 0, 255).astype(np.uint8)
     window = (slice(margin, margin + height), slice(margin, margin + width))
     meta = {**camera.describe(), "family": family, "spacing": spacing, "coverage": coverage, "psf": psf,
+            "sharp_coc_px": sharp_coc_px, "hard_layers": hard_layer_count,
             "num_slices": int(len(focus_m)), "scene_near_m": float(1.0 / near_diopter),
             "scene_far_m": float(1.0 / far_diopter)}
     return {

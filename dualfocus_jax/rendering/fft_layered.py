@@ -15,6 +15,15 @@ feed training:
 
 The image is treated as empty outside its border (zero padding of colour and alpha, no wrap-around), and the
 normalisation by accumulated alpha keeps the border from darkening.
+
+Two options reproduce what other renderers (and lenses) do, for training a model that meets them:
+
+* `sharp_radius_px`: PSFs of a smaller radius render sharp. 0.5 px (the default) is a point; a larger value
+  gives every slice a depth of field inside which defocus leaves no trace, as in the protocol renderers of
+  `thin_lens` (radius ≤ 1 px is in focus) and, softly, in real captures where sensor sampling, demosaicing and
+  noise hide sub-pixel blur;
+* `hard_layers`: every pixel wholly in its nearest of exactly `max_layers` layers (the quantised layering of
+  `layered.py`), so blur changes in steps across a slanted surface.
 """
 
 from __future__ import annotations
@@ -48,11 +57,13 @@ def coc_radius_px(depth_m, focus_m, camera: ThinLensCamera) -> np.ndarray:
     return 0.5 * diameter_m / camera.pixel_size_m
 
 
-def psf_transfer(radius_px: np.ndarray, shape: str, freq_y: np.ndarray, freq_x: np.ndarray) -> np.ndarray:
+def psf_transfer(radius_px: np.ndarray, shape: str, freq_y: np.ndarray, freq_x: np.ndarray,
+                 sharp_radius_px: float = _SHARP_RADIUS_PX) -> np.ndarray:
     """Fourier transform of unit-area PSFs of the given radii on an rfft2 grid.
 
     Args:
-      radius_px: (...,) radii in pixels (disc radius, or 2σ for the Gaussian); < 0.5 gives the identity.
+      radius_px: (...,) radii in pixels (disc radius, or 2σ for the Gaussian); < sharp_radius_px gives the
+        identity.
       shape: "disc" or "gaussian".
       freq_y, freq_x: (h, 1) and (1, w') frequencies in cycles per pixel (`scipy.fft.fftfreq`, `rfftfreq`).
 
@@ -71,7 +82,7 @@ def psf_transfer(radius_px: np.ndarray, shape: str, freq_y: np.ndarray, freq_x: 
         transfer = _JINC_VALUES[index] + (position - index) * _JINC_SLOPES[index]
     else:
         raise ValueError(f"psf must be one of {PSF_SHAPES}, got {shape!r}.")
-    return np.where(radius < _SHARP_RADIUS_PX, 1.0, transfer).astype(np.float32)
+    return np.where(radius < sharp_radius_px, 1.0, transfer).astype(np.float32)
 
 
 def soft_inverse_depth_layers(depth_HW: np.ndarray, num_layers: int) -> tuple[np.ndarray, np.ndarray]:
@@ -96,6 +107,15 @@ def soft_inverse_depth_layers(depth_HW: np.ndarray, num_layers: int) -> tuple[np
     return weights_LHW, 1.0 / centres_L
 
 
+def hard_inverse_depth_layers(depth_HW: np.ndarray, num_layers: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every pixel wholly in the nearest of `num_layers` layers uniform in inverse depth (quantised depth, as
+    `layered.assign_inverse_depth_layers`); same returns as `soft_inverse_depth_layers`."""
+    soft_LHW, layer_depth_L = soft_inverse_depth_layers(depth_HW, num_layers)
+    nearest_HW = np.argmax(soft_LHW, axis=0)  # the larger of the two shares is the nearer layer
+    hard_LHW = (np.arange(soft_LHW.shape[0])[:, None, None] == nearest_HW[None]).astype(np.float32)
+    return hard_LHW, layer_depth_L
+
+
 def layer_count_for(depth_HW: np.ndarray, focus_S: np.ndarray, camera: ThinLensCamera, max_layers: int,
                     max_radius_step_px: float) -> int:
     """Fewest layers (2..max_layers) with adjacent layers at most `max_radius_step_px` of blur apart in every
@@ -110,7 +130,8 @@ def layer_count_for(depth_HW: np.ndarray, focus_S: np.ndarray, camera: ThinLensC
 
 
 def render_layered_stack(image_HWC, depth_HW, focus_S, camera: ThinLensCamera, *, psf: str = "disc",
-                         max_layers: int = 24, max_radius_step_px: float = 1.0) -> np.ndarray:
+                         max_layers: int = 24, max_radius_step_px: float = 1.0,
+                         sharp_radius_px: float = _SHARP_RADIUS_PX, hard_layers: bool = False) -> np.ndarray:
     """A focal stack from an all-in-focus image and its depth (metres), occlusion-aware, any PSF size.
 
     Args:
@@ -120,6 +141,8 @@ def render_layered_stack(image_HWC, depth_HW, focus_S, camera: ThinLensCamera, *
       camera: the lens (`ThinLensCamera`).
       psf: "disc" or "gaussian".
       max_layers, max_radius_step_px: the layer budget (see `layer_count_for`).
+      sharp_radius_px: PSFs of a smaller radius render sharp (the depth of field; 0.5 = only points).
+      hard_layers: quantise depth into exactly `max_layers` layers instead of splitting pixels between two.
 
     Returns:
       (S, H, W, C) float32, slice s focused at focus_S[s].
@@ -127,10 +150,13 @@ def render_layered_stack(image_HWC, depth_HW, focus_S, camera: ThinLensCamera, *
     image_HWC = np.asarray(image_HWC, np.float32)
     depth_HW = np.asarray(depth_HW, np.float64)
     focus_S = np.asarray(focus_S, np.float64).reshape(-1)
-    _check_arguments(image_HWC, depth_HW, focus_S, camera, psf, max_layers, max_radius_step_px)
+    _check_arguments(image_HWC, depth_HW, focus_S, camera, psf, max_layers, max_radius_step_px, sharp_radius_px)
     height, width, channels = image_HWC.shape
-    num_layers = layer_count_for(depth_HW, focus_S, camera, max_layers, max_radius_step_px)
-    weights_LHW, layer_depth_L = soft_inverse_depth_layers(depth_HW, num_layers)
+    if hard_layers:
+        weights_LHW, layer_depth_L = hard_inverse_depth_layers(depth_HW, max_layers)
+    else:
+        num_layers = layer_count_for(depth_HW, focus_S, camera, max_layers, max_radius_step_px)
+        weights_LHW, layer_depth_L = soft_inverse_depth_layers(depth_HW, num_layers)
     # Layers no pixel belongs to (the gaps between the depths of a stepped scene) change nothing: skip them.
     occupied_L = weights_LHW.reshape(weights_LHW.shape[0], -1).max(axis=1) > 0
     weights_LHW, layer_depth_L = weights_LHW[occupied_L], layer_depth_L[occupied_L]
@@ -150,7 +176,7 @@ def render_layered_stack(image_HWC, depth_HW, focus_S, camera: ThinLensCamera, *
 
     stack_SHWC = np.empty((focus_S.size, height, width, channels), np.float32)
     for s in range(focus_S.size):
-        transfer_Lhw = psf_transfer(radius_SL[s], psf, freq_y, freq_x)
+        transfer_Lhw = psf_transfer(radius_SL[s], psf, freq_y, freq_x, sharp_radius_px)
         blurred_LKHW = scipy.fft.irfft2(spectra_LKhw * transfer_Lhw[:, None], s=(padded_h, padded_w),
                                         axes=(-2, -1))[:, :, :height, :width]
         colour_CHW = np.zeros((channels, height, width), np.float32)
@@ -165,7 +191,8 @@ def render_layered_stack(image_HWC, depth_HW, focus_S, camera: ThinLensCamera, *
     return stack_SHWC
 
 
-def _check_arguments(image_HWC, depth_HW, focus_S, camera, psf, max_layers, max_radius_step_px) -> None:
+def _check_arguments(image_HWC, depth_HW, focus_S, camera, psf, max_layers, max_radius_step_px,
+                     sharp_radius_px) -> None:
     if not isinstance(camera, ThinLensCamera):
         raise ValueError(f"camera must be a ThinLensCamera, got {type(camera).__name__}.")
     if psf not in PSF_SHAPES:
@@ -185,3 +212,6 @@ def _check_arguments(image_HWC, depth_HW, focus_S, camera, psf, max_layers, max_
         raise ValueError(f"max_layers must be an integer ≥ 2, got {max_layers!r}.")
     if not max_radius_step_px > 0:
         raise ValueError(f"max_radius_step_px must be > 0, got {max_radius_step_px!r}.")
+    if not (np.isfinite(sharp_radius_px) and sharp_radius_px > 0):
+        raise ValueError(f"sharp_radius_px must be a finite radius > 0 pixels (0.5 = only points render sharp), "
+                         f"got {sharp_radius_px!r}.")

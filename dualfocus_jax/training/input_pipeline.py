@@ -64,6 +64,9 @@ def engine_settings(source_config) -> EngineSettings:
                           spacings=tuple(engine.spacings), coverages=tuple(engine.coverages),
                           psf_shapes=tuple(engine.psf_shapes), blur_range_px=tuple(engine.blur_range_px),
                           detail_zoom_range=tuple(engine.get("detail_zoom_range", (1.0, 1.0))),
+                          sharp_coc_px_range=tuple(engine.get("sharp_coc_px_range", (1.0, 1.0))),
+                          hard_layer_share=float(engine.get("hard_layer_share", 0.0)),
+                          hard_layer_counts=tuple(int(v) for v in engine.get("hard_layer_counts", (8, 24))),
                           degrade=bool(engine.degrade), max_layers=int(engine.max_layers))
 
 
