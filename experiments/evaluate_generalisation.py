@@ -62,7 +62,7 @@ from dualfocus_jax.inference import (
     predict_depth,
 )
 from dualfocus_jax.prepared_splits import default_data_dir, has_prepared_version
-from dualfocus_jax.rendering import ThinLensCamera
+from dualfocus_jax.rendering import ThinLensCamera, render_focal_stack
 from dualfocus_jax.training.checkpointing import latest_saved_step
 from experiments.data_setup import open_split_preparing
 from experiments.evaluate_pretrained import export
@@ -103,7 +103,8 @@ class Sizes:
 
 QUICK = Sizes(slice_counts=(3, 5), stacks_per_count=1, engine_size=(32, 32), subset_sizes=(3,), synthetic_scenes=1,
               motorcycle_slices=(5,), motorcycle_downscale=4, crop=32, real_max_size=96, real_stacks=1)
-INPUTS = ("engine", "synthetic", "motorcycle", "real")
+INPUTS = ("engine", "protocol", "synthetic", "motorcycle", "real")
+PROTOCOL_RENDERED = "engine_protocol_rendered"  # the dataset label of protocol_rendered_scenes
 
 FLAGS = flags.FlagValues()  # this command's own (dualfocus_jax/command_flags.py says why)
 flags.DEFINE_multi_string("checkpoint", None, "NAME=FOLDER (exported checkpoint or training workdir); repeatable. "
@@ -121,7 +122,8 @@ flags.DEFINE_bool("classical", True, "score the classical baseline too; --noclas
                   flag_values=FLAGS)
 flags.DEFINE_bool("flips", False, "networks predict with --flips (averaged over the stack's four mirror images)",
                   flag_values=FLAGS)
-flags.DEFINE_list("skip", [], "comma list of engine,synthetic,motorcycle,real to leave out", flag_values=FLAGS)
+flags.DEFINE_list("skip", [], "comma list of " + ",".join(INPUTS) + " to leave out (protocol: the engine "
+                  "split's scenes rendered by the protocol renderer)", flag_values=FLAGS)
 flags.register_validator("skip", lambda items: set(items) <= {"", *INPUTS},
                          "--skip knows " + ", ".join(INPUTS), flag_values=FLAGS)
 
@@ -273,8 +275,8 @@ def mean_over_images(records: list[dict], **where) -> dict[str, float]:
 # ---------------------------------------------------------------- inputs
 
 
-def engine_scenes(sizes: Sizes, data_dir: str | None) -> Iterator[Scene]:
-    """The engine test split per slice count: the prepared TFDS split, or (quick) drawn directly."""
+def _engine_records(sizes: Sizes, data_dir: str | None) -> Iterator[tuple[int, dict]]:
+    """(slice count, record) of the engine test split: the prepared TFDS split, or (quick) drawn directly."""
     for count in sizes.slice_counts:
         if sizes.engine_size is not None:
             records = [engine_test_stack(count, i, sizes.engine_size)[1] for i in range(sizes.stacks_per_count or 1)]
@@ -282,20 +284,47 @@ def engine_scenes(sizes: Sizes, data_dir: str | None) -> Iterator[Scene]:
             source = open_split_preparing("focal_engine", split_name(count), data_dir=data_dir)
             records = [source[i] for i in range(min(len(source), sizes.stacks_per_count or len(source)))]
         for record in records:
-            text = {k: (v.decode() if isinstance(v, bytes) else str(v)) for k, v in record.items()
-                    if k in ("id", "camera", "camera_family", "scene_family", "spacing", "coverage")}
-            yield Scene("engine", text["id"], record["stack"].astype(np.float32) / 255.0,
-                        np.asarray(record["focus_positions"], np.float64), np.asarray(record["depth"], np.float32),
-                        np.asarray(record["valid"], bool), record["aif"],
-                        {"slices": int(count), **{k: text[k] for k in text if k != "id"},
-                         "blur_span": blur_span_bucket(scene_blur_span_px(record))})
+            yield count, record
+
+
+def _engine_scene(dataset: str, count: int, record: dict, stack_SHWC: np.ndarray) -> Scene:
+    text = {k: (v.decode() if isinstance(v, bytes) else str(v)) for k, v in record.items()
+            if k in ("id", "camera", "camera_family", "scene_family", "spacing", "coverage")}
+    return Scene(dataset, text["id"], stack_SHWC, np.asarray(record["focus_positions"], np.float64),
+                 np.asarray(record["depth"], np.float32), np.asarray(record["valid"], bool), record["aif"],
+                 {"slices": int(count), **{k: text[k] for k in text if k != "id"},
+                  "blur_span": blur_span_bucket(scene_blur_span_px(record))})
+
+
+def engine_scenes(sizes: Sizes, data_dir: str | None) -> Iterator[Scene]:
+    """The engine test split per slice count: the prepared TFDS split, or (quick) drawn directly."""
+    for count, record in _engine_records(sizes, data_dir):
+        yield _engine_scene("engine", count, record, record["stack"].astype(np.float32) / 255.0)
+
+
+def record_camera(record) -> ThinLensCamera:
+    return ThinLensCamera(focal_length_m=float(record["focal_length_mm"]) * 1e-3, f_number=float(record["f_number"]),
+                          pixel_size_m=float(record["pixel_size_um"]) * 1e-6)
+
+
+def protocol_rendered_scenes(sizes: Sizes, data_dir: str | None) -> Iterator[Scene]:
+    """The engine test split's scenes (all-in-focus image, depth, focus, camera) rendered again by the protocol
+    renderer of the NYUv2 / synthetic_focal stacks and the motorcycle (`render_focal_stack(mode="layered")`:
+    16 hard inverse-depth layers, Gaussian PSF, a CoC up to 2 px renders sharp), without noise or JPEG: the
+    same scenes from a renderer the engine does not use by default."""
+    for count, record in _engine_records(sizes, data_dir):
+        image = np.asarray(record["aif"], np.float32) / 255.0
+        stack = render_focal_stack(jnp.asarray(image), jnp.asarray(record["depth"], jnp.float32),
+                                   jnp.asarray(record["focus_positions"], jnp.float32), record_camera(record),
+                                   mode="layered")
+        stack_u8 = np.clip(np.round(np.asarray(stack) * 255.0), 0, 255)
+        yield _engine_scene(PROTOCOL_RENDERED, count, record, (stack_u8 / 255.0).astype(np.float32))
 
 
 def scene_blur_span_px(record) -> float:
     """Circle-of-confusion difference between the scene's nearest and farthest surface, pixels: the camera's
     blur per diopter (`ThinLensCamera.defocus_px_per_diopter`) times the scene's span in diopters."""
-    camera = ThinLensCamera(focal_length_m=float(record["focal_length_mm"]) * 1e-3, f_number=float(record["f_number"]),
-                            pixel_size_m=float(record["pixel_size_um"]) * 1e-6)
+    camera = record_camera(record)
     diopters = 1.0 / float(record["scene_near_m"]) - 1.0 / float(record["scene_far_m"])
     return camera.defocus_px_per_diopter * diopters
 
@@ -520,6 +549,18 @@ def _commit() -> str:
         return "unknown"
 
 
+def per_count_tables(records, names: list[str], networks: list[str], counts: list[int]) -> list[str]:
+    """Markdown lines: RMSE, AbsRel and RMSE / focus range per slice count, and each network against the refined
+    classical baseline."""
+    lines = []
+    for metric, title in (("rmse", "RMSE (m)"), ("abs_rel", "AbsRel"), ("rmse_range", "RMSE / focus range")):
+        lines += [f"### {title} per slice count", "", group_table(records, names, metric, "slices", counts), ""]
+    if networks and CLASSICAL_REFINED in names:
+        lines += ["### Network / refined classical, per slice count (✓: at least 25% below)", "",
+                  ratio_table(records, networks, CLASSICAL_REFINED, counts), ""]
+    return lines
+
+
 def report_markdown(records, real_rows, methods: list[Method], sizes: Sizes, command: str, elapsed: float) -> str:
     names = [m.name for m in methods]
     networks = [m.name for m in methods if m.kind == "network"]
@@ -542,11 +583,7 @@ def report_markdown(records, real_rows, methods: list[Method], sizes: Sizes, com
         f"## Engine test split (`datasets/focal_engine`, {per_count} stacks per slice count)",
         "",
     ]
-    for metric, title in (("rmse", "RMSE (m)"), ("abs_rel", "AbsRel"), ("rmse_range", "RMSE / focus range")):
-        lines += [f"### {title} per slice count", "", group_table(engine, names, metric, "slices", counts), ""]
-    if networks and CLASSICAL_REFINED in names:
-        lines += ["### Network / refined classical, per slice count (✓: at least 25% below)", "",
-                  ratio_table(engine, networks, CLASSICAL_REFINED, counts), ""]
+    lines += per_count_tables(engine, names, networks, counts)
     families = [f for f in CAMERA_FAMILIES if any(r.get("camera_family") == f for r in engine)]
     for metric, title in (("abs_rel", "AbsRel"), ("rmse_range", "RMSE / focus range")):
         lines += [f"### {title} per camera family (all slice counts)", "",
@@ -573,6 +610,13 @@ def report_markdown(records, real_rows, methods: list[Method], sizes: Sizes, com
                                  sizes.subset_sizes), ""]
     lines += ["### Median time per stack (s; 128 x 128 unless --quick)", "",
               group_table(engine, names, "seconds", "slices", counts), ""]
+    protocol = [r for r in records if r["dataset"] == PROTOCOL_RENDERED]
+    if protocol:
+        lines += ["## The engine test scenes rendered by the protocol renderer", "",
+                  "The same scenes, focus positions and cameras, rendered by `render_focal_stack(mode=\"layered\")`, "
+                  "the renderer of synthetic_focal, the NYUv2 protocol and the motorcycle (16 hard inverse-depth "
+                  "layers, Gaussian PSF, a CoC up to 2 px renders sharp; no noise or JPEG).", "",
+                  *per_count_tables(protocol, names, networks, counts)]
     synthetic = [r for r in records if r["dataset"] == "synthetic_focal"]
     if synthetic:
         images = int(mean_over_images(synthetic, method=names[0], region="all")["images"])
@@ -644,6 +688,8 @@ def main(argv=None) -> int:
     inputs = []
     if "engine" not in skip:
         inputs.append(("engine", engine_scenes(sizes, FLAGS.data_dir)))
+    if "protocol" not in skip:
+        inputs.append((PROTOCOL_RENDERED, protocol_rendered_scenes(sizes, FLAGS.data_dir)))
     if "synthetic" not in skip:
         inputs.append(("synthetic_focal", synthetic_scenes(sizes, FLAGS.data_dir, FLAGS.quick)))
     if "motorcycle" not in skip:

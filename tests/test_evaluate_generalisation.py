@@ -46,14 +46,15 @@ def test_quick_run_writes_every_table_and_the_picture(tmp_path, monkeypatch):
     assert os.path.getsize(out / "real_stacks.png") < 400_000
     text = (out / "generalisation.md").read_text()
     for heading in ("RMSE (m) per slice count", "per camera family", "per scene family", "per blur span", "Regions",
-                    "5-slice stacks predicted from evenly chosen slices", "Motorcycle", "Real phone stacks"):
+                    "5-slice stacks predicted from evenly chosen slices", "Motorcycle", "Real phone stacks",
+                    "rendered by the protocol renderer"):
         assert heading in text
     assert "cand, 3 of 5 slices" in text
     with open(out / "per_image.csv") as handle:
         rows = list(csv.DictReader(handle))
     methods = {row["method"] for row in rows}
     assert {"cand", "classical (raw)", "classical (refined)", "cand, 3 of 5 slices"} <= methods
-    assert {row["dataset"] for row in rows} == {"engine", "motorcycle"}
+    assert {row["dataset"] for row in rows} == {"engine", evaluation.PROTOCOL_RENDERED, "motorcycle"}
     assert {row["region"] for row in rows} == set(evaluation.REGIONS)
     assert all(np.isfinite(float(row["rmse"])) for row in rows if row["region"] == "all")
     # The network saw the engine stacks (3 and 5 slices, and 3 of the 5), the motorcycle and the real stack.
@@ -103,3 +104,17 @@ def test_blur_span_of_an_engine_stack_is_its_thin_lens_coc_difference():
 def test_blur_span_buckets_cover_every_span():
     assert [evaluation.blur_span_bucket(v) for v in (0.5, 5.99, 6.0, 12.0, 23.9, 24.0, 400.0)] == [
         "< 6 px", "< 6 px", "6-12 px", "12-24 px", "12-24 px", ">= 24 px", ">= 24 px"]
+
+
+def test_protocol_rendered_scenes_are_the_engine_scenes_from_the_protocol_renderer():
+    sizes = evaluation.QUICK
+    engine = list(evaluation.engine_scenes(sizes, None))
+    protocol = list(evaluation.protocol_rendered_scenes(sizes, None))
+    assert [scene.example_id for scene in protocol] == [scene.example_id for scene in engine]
+    for ours, theirs in zip(protocol, engine, strict=True):
+        assert ours.dataset == evaluation.PROTOCOL_RENDERED and ours.groups == theirs.groups
+        np.testing.assert_array_equal(ours.depth, theirs.depth)
+        np.testing.assert_array_equal(ours.focus, theirs.focus)
+        assert ours.stack.shape == theirs.stack.shape and ours.stack.dtype == np.float32
+        np.testing.assert_allclose(ours.stack * 255, np.round(ours.stack * 255), atol=1e-3)  # 8-bit, as captured
+        assert np.abs(ours.stack - theirs.stack).mean() > 1e-3  # another renderer, no noise or JPEG
