@@ -58,6 +58,7 @@ from dualfocus_jax.inference import (
     CheckpointError,
     align_focal_stack,
     focus_working_units,
+    from_inverse_distance,
     load_exported_checkpoint,
     predict_depth,
 )
@@ -193,7 +194,7 @@ def classical_depth(images_SHWC: np.ndarray, focus_S: np.ndarray, *, refine: boo
                                       jnp.asarray(units.values_S, jnp.float32), refine=refine)
     depth = np.asarray(result.depth_HW, np.float64)
     if units.mode == "inverse distance":
-        depth = 1.0 / np.clip(depth, units.values_S.min(), units.values_S.max())
+        depth, _ = from_inverse_distance(depth, np.zeros_like(depth), units)
     return depth.astype(np.float32)
 
 

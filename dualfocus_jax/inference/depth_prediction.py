@@ -22,7 +22,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from dualfocus_jax.classical import FOCUS_MEASURES, estimate_depth_classical, focus_distribution
-from dualfocus_jax.inference.focus_units import FocusWorkingUnits, depth_from_slice_probabilities, focus_working_units
+from dualfocus_jax.inference.focus_units import (
+    FocusWorkingUnits,
+    depth_from_slice_probabilities,
+    focus_working_units,
+    from_inverse_distance,
+)
 from dualfocus_jax.inference.traced_network import CheckpointNetwork, network_probabilities
 
 if TYPE_CHECKING:  # the model package imports Flax, which a prediction from stored programs does not need
@@ -119,9 +124,7 @@ def _classical(images_SHWC: np.ndarray, units: FocusWorkingUnits, back_to_given:
     depth = np.asarray(result.depth_HW, np.float64)
     uncertainty = np.asarray(result.uncertainty_HW, np.float64)
     if units.mode == "inverse distance":
-        # Same first-order conversion as for the network (focus_units.depth_from_slice_probabilities).
-        depth = 1.0 / np.clip(depth, units.values_S.min(), units.values_S.max())
-        uncertainty = uncertainty * depth ** 2
+        depth, uncertainty = from_inverse_distance(depth, uncertainty, units)  # as for the network
     aif = np.clip(np.asarray(result.all_in_focus_HWC, np.float32), 0, 1)
     # The slice weights behind its all-in-focus image (estimate_depth_classical's defaults: modified Laplacian,
     # 9 px window, temperature 0.1), for an all-in-focus image at the input's full pixel grid.

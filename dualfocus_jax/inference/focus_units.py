@@ -142,9 +142,18 @@ def depth_from_slice_probabilities(prob_SHW: np.ndarray, units: FocusWorkingUnit
     std = np.sqrt(np.maximum(np.sum(prob * (values - mean) ** 2, axis=0), 0.0))
     if units.mode != "inverse distance":
         return mean.astype(np.float32), std.astype(np.float32)
-    # mean ≥ min(1/f) > 0, so the conversion back is finite and within [f_min, f_max].
-    depth = 1.0 / mean
-    return depth.astype(np.float32), (std * depth ** 2).astype(np.float32)
+    depth, uncertainty = from_inverse_distance(mean, std, units)
+    return depth.astype(np.float32), uncertainty.astype(np.float32)
+
+
+def from_inverse_distance(mean_inverse: np.ndarray, std_inverse: np.ndarray, units: FocusWorkingUnits
+                          ) -> tuple[np.ndarray, np.ndarray]:
+    """(distance, its standard deviation) from an inverse distance and its standard deviation: d = 1 / mean,
+    σ_d = σ_{1/f} · d² (first order; the model's own form is focus_statistics.depth_uncertainty). The mean is
+    clipped to the working values' range, so d stays finite and within [f_min, f_max]."""
+    values = units.values_S
+    depth = 1.0 / np.clip(np.asarray(mean_inverse, np.float64), values.min(), values.max())
+    return depth, np.asarray(std_inverse, np.float64) * depth ** 2
 
 
 def distance_for_point_cloud(depth_HW: np.ndarray, units: FocusWorkingUnits, unit: str):
