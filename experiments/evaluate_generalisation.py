@@ -617,7 +617,8 @@ def report_markdown(records, real_rows, methods: list[Method], sizes: Sizes, com
                   "The same scenes, focus positions and cameras, rendered by `render_focal_stack(mode=\"layered\")`, "
                   "the renderer of synthetic_focal, the NYUv2 protocol and the motorcycle (16 hard inverse-depth "
                   "layers, Gaussian PSF, a CoC up to 2 px renders sharp; no noise or JPEG).", "",
-                  *per_count_tables(protocol, names, networks, counts)]
+                  *per_count_tables(protocol, names, networks,
+                                    [c for c in sizes.slice_counts if any(r["slices"] == c for r in protocol)])]
     synthetic = [r for r in records if r["dataset"] == "synthetic_focal"]
     if synthetic:
         images = int(mean_over_images(synthetic, method=names[0], region="all")["images"])

@@ -118,3 +118,17 @@ def test_protocol_rendered_scenes_are_the_engine_scenes_from_the_protocol_render
         assert ours.stack.shape == theirs.stack.shape and ours.stack.dtype == np.float32
         np.testing.assert_allclose(ours.stack * 255, np.round(ours.stack * 255), atol=1e-3)  # 8-bit, as captured
         assert np.abs(ours.stack - theirs.stack).mean() > 1e-3  # another renderer, no noise or JPEG
+
+
+def test_the_protocol_section_has_its_tables_without_the_engine_split():
+    """--skip engine: the protocol-rendered section still lists every slice count it scored."""
+    records = [{"dataset": evaluation.PROTOCOL_RENDERED, "method": method, "region": "all", "slices": count,
+                "rmse": value, "abs_rel": value, "rmse_range": value, "delta1": 1.0, "mae": value, "pixels": 10.0,
+                "seconds": 0.1}
+               for count in (3, 5) for method, value in (("cand", 0.1), (evaluation.CLASSICAL_REFINED, 0.2))]
+    methods = [evaluation.Method("cand", "network", source="x"),
+               evaluation.Method(evaluation.CLASSICAL_REFINED, "classical")]
+    text = evaluation.report_markdown(records, [], methods, evaluation.Sizes(), "cmd", 1.0)
+    section = text.split("rendered by the protocol renderer")[1]
+    assert "| method | 3 | 5 | all |" in section
+    assert "| cand | rmse | 0.50 ✓ | 0.50 ✓ |" in section
