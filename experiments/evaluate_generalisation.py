@@ -139,6 +139,7 @@ class Method:
     config: object = None
     refine: bool = True
     source: str = ""
+    flips: bool = False  # a network averaged over the stack's four mirror images (predict --flips)
 
 
 @dataclasses.dataclass
@@ -201,7 +202,7 @@ def classical_depth(images_SHWC: np.ndarray, focus_S: np.ndarray, *, refine: boo
 def network_depth(method: Method, images_SHWC: np.ndarray, focus_S: np.ndarray,
                   focus_unit: str = "distance") -> np.ndarray:
     return predict_depth(images_SHWC, focus_S, method="network", params=method.params, config=method.config,
-                         focus_unit=focus_unit, flips=FLAGS.flips).depth_HW
+                         focus_unit=focus_unit, flips=method.flips).depth_HW
 
 
 def method_depth(method: Method, images_SHWC, focus_S, focus_unit: str = "distance") -> tuple[np.ndarray, float]:
@@ -677,6 +678,7 @@ def main(argv=None) -> int:
             raise ValueError(f"checkpoint names must differ, got {names}.")
         methods = [load_method(name, folder, export_root=export_root, workdir_config=FLAGS.workdir_config,
                                command=command) for name, folder in specs]
+        methods = [dataclasses.replace(method, flips=FLAGS.flips) for method in methods]
     except (ValueError, CheckpointError) as error:
         shutil.rmtree(export_root, ignore_errors=True)
         print(f"error: {error}", file=sys.stderr)

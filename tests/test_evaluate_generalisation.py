@@ -132,3 +132,20 @@ def test_the_protocol_section_has_its_tables_without_the_engine_split():
     section = text.split("rendered by the protocol renderer")[1]
     assert "| method | 3 | 5 | all |" in section
     assert "| cand | rmse | 0.50 ✓ | 0.50 ✓ |" in section
+
+
+def test_network_depth_outside_the_command_takes_flips_from_the_method():
+    # The ablation scores through network_depth without this command's flags ever being parsed.
+    import dataclasses
+
+    from dualfocus_jax.inference import load_exported_checkpoint, predict_depth
+
+    params, config = load_exported_checkpoint(CANDIDATE)
+    method = evaluation.Method("cand", "network", params, config)
+    rng = np.random.default_rng(2)
+    stack = rng.random((3, 32, 32, 3)).astype(np.float32)
+    focus = np.array([0.5, 0.8, 1.4])
+    for flips in (False, True):
+        depth = evaluation.network_depth(dataclasses.replace(method, flips=flips), stack, focus)
+        expected = predict_depth(stack, focus, method="network", params=params, config=config, flips=flips).depth_HW
+        np.testing.assert_allclose(depth, expected, rtol=1e-6)
