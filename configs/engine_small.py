@@ -63,7 +63,10 @@ crops; each engine stack renders sharp every surface whose CoC is under a diamet
 layers (`hard_layer_share`). Why: the fifth stage's far bias on the motorcycle comes from its renderer (the
 protocol renderer of `rendering.thin_lens`: a CoC up to 2 px renders sharp, 16 hard layers), not from the
 scene: rendered by the engine's renderer the same scene gives RMSE 0.266 / 0.261 with no bias (one-off probe).
-3,000 updates.
+3,000 updates. Result (experiments/results/generalisation/stage9.md): the engine split, its protocol-rendered
+copy and synthetic_focal within 1–2% of the fifth stage (RMSE / focus range 0.1213 vs 0.1215, 0.1145 vs 0.1162;
+synthetic_focal RMSE 0.146 vs 0.147), the motorcycle no better (0.338 / 0.334 vs 0.340 / 0.324), so it is not
+shipped.
 """
 
 from configs.common import apply_runlocal, base_config, engine_source, eval_split, eval_suite, parse_arg, train_source
