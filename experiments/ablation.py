@@ -83,11 +83,13 @@ from experiments.ablation_runs import (
     DEFAULT_RESULTS,
     DEFAULT_STEPS,
     DEFAULT_WORKDIRS,
+    INFERENCE_SENSITIVITY,
     RECIPES,
     SENSITIVITY,
     Run,
     curve_run_dir,
     curve_runs,
+    inference_runs,
     run_finished,
     sweep_runs,
     variant_and_overrides,
@@ -252,9 +254,11 @@ def engine_runs(args) -> tuple[list[Run], list[str]]:
     """(the sweep's runs and the finished sensitivity runs at its budget, the run names in table order)."""
     names = list(args.variants)
     runs = sweep_runs(names, args.seeds, args.steps, args.workdir)
-    extra = [run for run in sweep_runs(list(SENSITIVITY), sorted({*args.seeds, *args.sensitivity_seeds}),
-                                       args.steps, args.workdir) if run_finished(run)]
-    return runs + extra, names + [n for n in SENSITIVITY if any(run.name == n for run in extra)]
+    seeds = sorted({*args.seeds, *args.sensitivity_seeds})
+    extra = [run for run in sweep_runs(list(SENSITIVITY), seeds, args.steps, args.workdir)
+             + inference_runs(args.seeds, args.steps, args.workdir) if run_finished(run)]
+    extra_names = [*SENSITIVITY, *INFERENCE_SENSITIVITY]
+    return runs + extra, names + [n for n in extra_names if any(run.name == n for run in extra)]
 
 
 def main(argv=None) -> int:

@@ -42,7 +42,14 @@ from dualfocus_jax.engine import CAMERA_FAMILIES, HARD_FAMILIES, SCENE_FAMILIES
 from dualfocus_jax.evaluation.regions import REGIONS
 from dualfocus_jax.training.checkpointing import latest_saved_step
 from experiments.ablation_report import METHOD_LABELS, REGION_LABELS, training_loss_table
-from experiments.ablation_runs import CURVE_VARIANTS, SENSITIVITY, Run, run_finished
+from experiments.ablation_runs import (
+    CURVE_VARIANTS,
+    INFERENCE_SENSITIVITY,
+    SENSITIVITY,
+    Run,
+    run_finished,
+    sensitivity_settings,
+)
 from experiments.evaluate_generalisation import (
     CLASSICAL_RAW,
     CLASSICAL_REFINED,
@@ -58,6 +65,7 @@ from experiments.evaluate_generalisation import (
 )
 
 RECORDS_FILE = "ablation_engine_records.json"
+ALL_SENSITIVITY = (*SENSITIVITY, *INFERENCE_SENSITIVITY)
 CLASSICAL_FILE = "classical_records.json"
 REPORT_FILE = "ablation_engine.md"
 CURVE_REPORT = "curve.md"
@@ -119,13 +127,19 @@ def score_methods(methods: list[Method], scenes: Iterable[Scene]) -> list[dict]:
 
 def score_network_run(run: Run, scenes: Callable[[], list[Scene]], sizes: Sizes, *, export_root: str,
                       command: str) -> list[dict]:
-    """Per-image records of a run's latest checkpoint (method = run.name), cached in <run>/RECORDS_FILE."""
+    """Per-image records of a run's latest checkpoint (method = run.name), cached in <run>/RECORDS_FILE (an
+    inference-only sensitivity run, which scores another run's checkpoint with its overrides, in a file named
+    after it)."""
     step = latest_saved_step(run.directory)
-    cache = os.path.join(run.directory, RECORDS_FILE)
+    cache_name = RECORDS_FILE if not run.inference_overrides else RECORDS_FILE.replace(".json", f".{run.name}.json")
+    cache = os.path.join(run.directory, cache_name)
     records = _read_cache(cache, step, sizes)
     if records is None:
         method = load_method(run.name, run.directory, export_root=export_root, workdir_config=WORKDIR_CONFIG,
                              command=command)
+        if run.inference_overrides:
+            method = dataclasses.replace(method, config=dataclasses.replace(method.config,
+                                                                            **dict(run.inference_overrides)))
         records = score_methods([method], scenes())
         _write_cache(cache, step, sizes, records)
     return records
@@ -332,7 +346,7 @@ def _header(args, title: str) -> list[str]:
 
 def report_markdown(args, rows: list[dict], stats: dict, names: list[str]) -> list[str]:
     """The sweep's tables (names: the variants in table order, then any sensitivity runs)."""
-    methods = ordered_methods(stats, [n for n in names if n not in SENSITIVITY])
+    methods = ordered_methods(stats, [n for n in names if n not in ALL_SENSITIVITY])
     seeds = seeds_of(rows)
     engine_rows = [r for r in rows if r["dataset"] == ENGINE]
     counts = sorted({int(r["group"]) for r in engine_rows if r["group_by"] == "slices"})
@@ -402,17 +416,22 @@ def report_markdown(args, rows: list[dict], stats: dict, names: list[str]) -> li
                  "(mean over seeds)", "",
                  "L_fv is reported for every variant (trained only where λ_fv > 0); L_sv exists only where the "
                  "spatial branch does.", "", *losses, ""]
-    sensitivity = [n for n in SENSITIVITY if any(key[0] == n for key in stats)]
+    sensitivity = [n for n in ALL_SENSITIVITY if any(key[0] == n for key in stats)]
     if sensitivity:
-        settings = "; ".join(f"`{n}`: " + ", ".join(f"{k}={v}" for k, v in SENSITIVITY[n][1].items())
-                             for n in sensitivity)
+        settings = "; ".join(f"`{n}`: " + ", ".join(f"{k}={v}" for k, v in sensitivity_settings(n).items())
+                             + (" (the same checkpoints, predicted so; nothing trained)"
+                                if n in INFERENCE_SENSITIVITY else "") for n in sensitivity)
         rows_shown = [m for m in ("dualfocus", *sensitivity, REFERENCE) if any(key[0] == m for key in stats)]
         text += ["## Sensitivity: DualFocus with one setting changed", "",
-                 f"Defaults: solver_stride 16, lambda_sv 0.1, lambda_fv 1.0, tau_rel 0.5. Changed: {settings}. "
+                 "Defaults: solver_stride 16, lambda_sv 0.1, lambda_fv 1.0, tau_rel 0.5, "
+                 f"project_unimodal_at_inference True. Changed: {settings}. "
                  "Seeds: " + ", ".join(f"{n} {len(seeds.get(n, []))}" for n in sensitivity) + ".", ""]
         for metric in ("abs_rel", "rmse_range"):
             text += [f"### {METRIC_LABELS[metric]}", "",
                      *stats_table(stats, rows_shown, metric, regions(ENGINE)), ""]
+        text += [f"### {METRIC_LABELS['abs_rel']} per scene family, all pixels", "",
+                 *stats_table(stats, rows_shown, "abs_rel", [(f, (ENGINE, "all", "scene_family", f))
+                                                             for f in families]), ""]
     if os.path.isfile(os.path.join(args.results, "mechanism.md")):
         text += ["## Mechanism", "", "The spatial branch's fields, surfaces and in-focus weights on hard scenes, "
                  "and how unimodal the focus curves are with and without L_fv: [mechanism.md](mechanism.md).", ""]
@@ -438,7 +457,7 @@ def write_engine_report(args, runs: list[Run], names: list[str]) -> dict:
     path = os.path.join(args.results, REPORT_FILE)
     with open(path, "w", encoding="utf-8") as handle:
         handle.write("\n".join(text) + "\n")
-    methods = ordered_methods(stats, [n for n in names if n not in SENSITIVITY])
+    methods = ordered_methods(stats, [n for n in names if n not in ALL_SENSITIVITY])
     print("\n".join(stats_table(stats, methods, "abs_rel", [(REGION_LABELS[r], (ENGINE, r, "all", ""))
                                                             for r in REGIONS])))
     print(f"wrote {path}, per_seed.csv and summary.csv", flush=True)

@@ -23,6 +23,19 @@ SENSITIVITY = {
     "dualfocus-tau0.25": ("dualfocus", {"tau_rel": 0.25}),
 }
 
+# name → (the sweep run it scores again, inference-time model overrides): the same checkpoints predicted another
+# way, nothing trained. "dualfocus-raw_p" asks whether the focal constraint's effect comes from the inference-time
+# projection of p onto unimodal curves rather than from L_fv in training (engine recipe only).
+INFERENCE_SENSITIVITY = {
+    "dualfocus-raw_p": ("dualfocus", {"project_unimodal_at_inference": False}),
+}
+
+
+def sensitivity_settings(name: str) -> dict:
+    """The settings a sensitivity run (trained or inference-only) changes from the full model."""
+    return {**SENSITIVITY, **INFERENCE_SENSITIVITY}[name][1]
+
+
 # The training recipes: "engine" (configs/engine_small.py, stage 1: the focal-stack engine, 64² crops, 3/5/7/10/16
 # slices), the default; "synthetic" (configs/demo.py on synthetic_focal train[:180]), the published old ablation.
 RECIPES = ("engine", "synthetic")
@@ -46,6 +59,8 @@ class Run:
     seed: int
     steps: int
     directory: str
+    # model overrides applied when scoring (INFERENCE_SENSITIVITY): ((setting, value), ...), hashable
+    inference_overrides: tuple = ()
 
 
 def variant_and_overrides(name: str) -> tuple[str, dict]:
@@ -65,6 +80,12 @@ def sweep_runs(names, seeds, steps: int, workdir: str) -> list[Run]:
     """The runs of the variants × seeds sweep, seed-major: an interrupted sweep still has every run name for the
     seeds it finished."""
     return [Run(name, seed, steps, run_dir(workdir, name, seed)) for seed in seeds for name in names]
+
+
+def inference_runs(seeds, steps: int, workdir: str) -> list[Run]:
+    """The INFERENCE_SENSITIVITY runs: each scores its base run's workdir with its overrides."""
+    return [Run(name, seed, steps, run_dir(workdir, base, seed), tuple(sorted(overrides.items())))
+            for seed in seeds for name, (base, overrides) in INFERENCE_SENSITIVITY.items()]
 
 
 def curve_runs(budgets, seed: int, workdir: str, names=CURVE_VARIANTS) -> list[Run]:

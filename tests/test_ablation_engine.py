@@ -157,14 +157,21 @@ def test_per_seed_rows_are_means_over_images_and_the_spread_is_over_seeds(tmp_pa
 
 
 def test_report_markdown_has_every_breakdown(tmp_path):
-    collected = {(m, 0): fake_records(m, {"texture_edge": 0.2, "plane": 0.1}) for m in ("dualfocus", "dfv")}
+    collected = {(m, 0): fake_records(m, {"texture_edge": 0.2, "plane": 0.1})
+                 for m in ("dualfocus", "dfv", "dualfocus-raw_p")}
     rows = engine.per_seed_rows(collected)
     args = SimpleNamespace(command="python -m experiments.ablation", steps=100, workdir=str(tmp_path), seeds=[0],
                            results=str(tmp_path), sizes=engine.Sizes(), quick=False)
-    text = "\n".join(engine.report_markdown(args, rows, engine.aggregate(rows), ["dualfocus", "dfv"]))
+    text = "\n".join(engine.report_markdown(args, rows, engine.aggregate(rows), ["dualfocus", "dfv",
+                                                                                 "dualfocus-raw_p"]))
     for heading in ("AbsRel by region", "Per scene family (hard families first: texture_edge)", "Per slice count",
-                    "Motorcycle", "Training losses"):
+                    "Motorcycle", "Training losses", "Sensitivity: DualFocus with one setting changed",
+                    "`dualfocus-raw_p`: project_unimodal_at_inference=False (the same checkpoints, predicted so",
+                    "AbsRel per scene family, all pixels"):
         assert heading in text
+    # The sensitivity run is not a row of the variants' tables.
+    summary = text.split("## Per scene family")[0]
+    assert "dualfocus-raw_p" not in summary.split("### AbsRel by region")[1]
     assert "| 3 slices | 5 slices |" in text and "up to 2 stacks with scored pixels" in text
 
 
@@ -230,3 +237,32 @@ def test_mechanism_picture_of_a_tiny_untrained_model(tmp_path):
     text = "\n".join(mechanism.mechanism_markdown([(path, scene, out)], {"dualfocus": {3: mechanism.unimodality(
         out["prob_raw"], scene.valid)}}, mechanism.QUICK_MECHANISM, 0, curves, {"dualfocus": "w"}))
     assert "mechanism.png" in text and "| dualfocus |" in text
+
+
+def test_an_inference_sensitivity_run_scores_its_base_runs_checkpoint_with_its_overrides(tmp_path, monkeypatch):
+    from dualfocus_jax.model import DualFocusConfig
+
+    args = ablation.parse_args(["--steps=100", "--seeds=0,1", "--variants=dualfocus,dfv",
+                                f"--workdir={tmp_path}"])
+    finished_dirs = {run_dir(str(tmp_path), "dualfocus", 0), run_dir(str(tmp_path), "dfv", 0)}
+    monkeypatch.setattr(ablation, "run_finished", lambda run: run.directory in finished_dirs)
+    runs, names = ablation.engine_runs(args)
+    raw = [run for run in runs if run.name == "dualfocus-raw_p"]
+    # Only seed 0's full model is trained, so only it is scored again; the report lists it after the variants.
+    assert [(r.seed, r.directory) for r in raw] == [(0, run_dir(str(tmp_path), "dualfocus", 0))]
+    assert names == ["dualfocus", "dfv", "dualfocus-raw_p"]
+
+    scored_configs = []
+    os.makedirs(raw[0].directory)
+    monkeypatch.setattr(engine, "latest_saved_step", lambda directory: 100)
+    monkeypatch.setattr(engine, "load_method", lambda name, folder, **_: engine.Method(
+        name, "network", {}, DualFocusConfig(project_unimodal_at_inference=True)))
+    monkeypatch.setattr(engine, "score_methods", lambda methods, scenes: scored_configs.append(methods[0].config)
+                        or [{"method": methods[0].name}])
+    records = engine.score_network_run(raw[0], lambda: [], engine.Sizes(), export_root=str(tmp_path), command="c")
+    assert records == [{"method": "dualfocus-raw_p"}]
+    assert scored_configs[0].project_unimodal_at_inference is False
+    # Its cache is its own: the base run's cached records are not overwritten.
+    assert sorted(os.listdir(raw[0].directory)) == ["ablation_engine_records.dualfocus-raw_p.json"]
+    engine.score_network_run(raw[0], lambda: [], engine.Sizes(), export_root=str(tmp_path), command="c")
+    assert len(scored_configs) == 1  # read back from the cache
