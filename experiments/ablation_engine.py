@@ -42,6 +42,7 @@ from dualfocus_jax.engine import CAMERA_FAMILIES, HARD_FAMILIES, SCENE_FAMILIES
 from dualfocus_jax.evaluation.regions import REGIONS
 from dualfocus_jax.training.checkpointing import latest_saved_step
 from experiments.ablation_report import METHOD_LABELS, REGION_LABELS, training_loss_table
+from experiments.ablation_robustness import robustness_section
 from experiments.ablation_runs import (
     CURVE_VARIANTS,
     INFERENCE_SENSITIVITY,
@@ -454,6 +455,8 @@ def write_engine_report(args, runs: list[Run], names: list[str]) -> dict:
     write_per_seed_csv(os.path.join(args.results, "per_seed.csv"), rows)
     write_summary_csv(os.path.join(args.results, "summary.csv"), stats)
     text = report_markdown(args, rows, stats, names)
+    # before the closing line that points to the CSV files
+    text[-1:-1] = robustness_section(collected, [n for n in names if n not in ALL_SENSITIVITY])
     path = os.path.join(args.results, REPORT_FILE)
     with open(path, "w", encoding="utf-8") as handle:
         handle.write("\n".join(text) + "\n")

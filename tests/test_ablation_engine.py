@@ -266,3 +266,27 @@ def test_an_inference_sensitivity_run_scores_its_base_runs_checkpoint_with_its_o
     assert sorted(os.listdir(raw[0].directory)) == ["ablation_engine_records.dualfocus-raw_p.json"]
     engine.score_network_run(raw[0], lambda: [], engine.Sizes(), export_root=str(tmp_path), command="c")
     assert len(scored_configs) == 1  # read back from the cache
+
+
+def test_robustness_section_medians_and_the_stacks_of_largest_difference():
+    from experiments import ablation_robustness as robustness
+
+    def records(values):
+        return [{"dataset": "engine", "region": "all", "example": f"s{i}", "abs_rel": v, "rmse_range": v / 10,
+                 "coverage": "beyond" if i == 3 else "bracket"} for i, v in enumerate(values)]
+
+    # DualFocus equals DFV except on stack s3, where it is 10x worse in both seeds.
+    collected = {("dualfocus", 0): records([0.1, 0.2, 0.3, 4.0]), ("dualfocus", 1): records([0.1, 0.2, 0.3, 2.0]),
+                 ("dfv", 0): records([0.1, 0.2, 0.3, 0.3]), ("dfv", 1): records([0.1, 0.2, 0.3, 0.1]),
+                 ("classical (refined)", None): records([1.0, 1.0, 1.0, 1.0])}
+    assert robustness.largest_differences(collected, "dualfocus", "dfv", "abs_rel", 1) == [("s3", pytest.approx(2.8))]
+    lines = robustness.robustness_section(collected, ["dualfocus", "dfv", "classical (refined)"], top=1, listed=2)
+    text = "\n".join(lines)
+    dualfocus = next(line for line in lines if line.startswith("| dualfocus |"))
+    # Medians per seed: DualFocus 0.25 and 0.25; DFV 0.25 and 0.15 (mean 0.2); without s3 both means are 0.2.
+    assert dualfocus == "| dualfocus | 0.2500 ± 0.0000 (+25%) | 0.0250 ± 0.0000 (+25%) | 0.2000 ± 0.0000 (+0%) |"
+    assert next(line for line in lines if line.startswith("| dfv |")).startswith("| dfv | 0.2000 ± 0.0707 |")
+    assert "`s3`" in text and "| s3 |" in text and "beyond" in text
+    assert "classical" not in text.split("The 2 stacks")[0]
+    # Means over seeds per stack in the list: DualFocus 3.0, DFV 0.2.
+    assert "| 3.000 | 0.200 |" in next(line for line in lines if line.startswith("| s3 |"))
