@@ -31,8 +31,10 @@ What each phase writes (workdir runs/ablation_engine/, results experiments/resul
               (raw and refined; cached in <workdir>/classical_records.json) on the engine's fixed test split (27
               stacks per slice count 3/5/7/10/16) and the motorcycle at 5 and 10 slices; writes
               <results>/ablation_engine.md (mean ± std over seeds per hard family, region, slice count, the
-              motorcycle, training losses, sensitivity runs), per_seed.csv and summary.csv
-              (experiments/ablation_engine.py).
+              motorcycle, training losses, sensitivity runs, and how much the means rest on a few stacks),
+              per_seed.csv and summary.csv (experiments/ablation_engine.py). It also scores each finished dualfocus
+              run without the inference-time unimodal projection (dualfocus-raw_p, INFERENCE_SENSITIVITY: nothing
+              trained).
   mechanism   for the first seed's dualfocus (and no_focal) runs: <results>/mechanism_<family>.png (the spatial
               branch's gradient fields, integrated surfaces and in-focus weights per focal plane on hard test scenes),
               focus_curves.png and mechanism.md (how unimodal the raw focus curves are with and without L_fv)
