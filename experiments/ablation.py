@@ -80,12 +80,12 @@ from experiments.ablation_engine import write_curve_report, write_engine_report
 from experiments.ablation_mechanism import QUICK_MECHANISM, MechanismSizes, write_mechanism
 from experiments.ablation_report import write_report
 from experiments.ablation_runs import (
+    ALL_SENSITIVITY,
     CURVE_VARIANTS,
     DEFAULT_CURVE_STEPS,
     DEFAULT_RESULTS,
     DEFAULT_STEPS,
     DEFAULT_WORKDIRS,
-    INFERENCE_SENSITIVITY,
     RECIPES,
     SENSITIVITY,
     Run,
@@ -259,8 +259,7 @@ def engine_runs(args) -> tuple[list[Run], list[str]]:
     seeds = sorted({*args.seeds, *args.sensitivity_seeds})
     extra = [run for run in sweep_runs(list(SENSITIVITY), seeds, args.steps, args.workdir)
              + inference_runs(args.seeds, args.steps, args.workdir) if run_finished(run)]
-    extra_names = [*SENSITIVITY, *INFERENCE_SENSITIVITY]
-    return runs + extra, names + [n for n in extra_names if any(run.name == n for run in extra)]
+    return runs + extra, names + [n for n in ALL_SENSITIVITY if any(run.name == n for run in extra)]
 
 
 def main(argv=None) -> int:

@@ -44,9 +44,9 @@ from dualfocus_jax.training.checkpointing import latest_saved_step
 from experiments.ablation_report import METHOD_LABELS, REGION_LABELS, training_loss_table
 from experiments.ablation_robustness import robustness_section
 from experiments.ablation_runs import (
+    ALL_SENSITIVITY,
     CURVE_VARIANTS,
     INFERENCE_SENSITIVITY,
-    SENSITIVITY,
     Run,
     run_finished,
     sensitivity_settings,
@@ -66,7 +66,6 @@ from experiments.evaluate_generalisation import (
 )
 
 RECORDS_FILE = "ablation_engine_records.json"
-ALL_SENSITIVITY = (*SENSITIVITY, *INFERENCE_SENSITIVITY)
 CLASSICAL_FILE = "classical_records.json"
 REPORT_FILE = "ablation_engine.md"
 CURVE_REPORT = "curve.md"
@@ -345,9 +344,14 @@ def _header(args, title: str) -> list[str]:
             f"{platform.machine()} CPU ({os.cpu_count()} cores); `{args.command}` -->", "", f"# {title}", ""]
 
 
+def variant_names(names: list[str]) -> list[str]:
+    """The variants among the report's run names (the sensitivity runs have a section of their own)."""
+    return [n for n in names if n not in ALL_SENSITIVITY]
+
+
 def report_markdown(args, rows: list[dict], stats: dict, names: list[str]) -> list[str]:
     """The sweep's tables (names: the variants in table order, then any sensitivity runs)."""
-    methods = ordered_methods(stats, [n for n in names if n not in ALL_SENSITIVITY])
+    methods = ordered_methods(stats, variant_names(names))
     seeds = seeds_of(rows)
     engine_rows = [r for r in rows if r["dataset"] == ENGINE]
     counts = sorted({int(r["group"]) for r in engine_rows if r["group_by"] == "slices"})
@@ -456,11 +460,11 @@ def write_engine_report(args, runs: list[Run], names: list[str]) -> dict:
     write_summary_csv(os.path.join(args.results, "summary.csv"), stats)
     text = report_markdown(args, rows, stats, names)
     # before the closing line that points to the CSV files
-    text[-1:-1] = robustness_section(collected, [n for n in names if n not in ALL_SENSITIVITY])
+    text[-1:-1] = robustness_section(collected, variant_names(names))
     path = os.path.join(args.results, REPORT_FILE)
     with open(path, "w", encoding="utf-8") as handle:
         handle.write("\n".join(text) + "\n")
-    methods = ordered_methods(stats, [n for n in names if n not in ALL_SENSITIVITY])
+    methods = ordered_methods(stats, variant_names(names))
     print("\n".join(stats_table(stats, methods, "abs_rel", [(REGION_LABELS[r], (ENGINE, r, "all", ""))
                                                             for r in REGIONS])))
     print(f"wrote {path}, per_seed.csv and summary.csv", flush=True)

@@ -62,7 +62,8 @@ def robustness_section(collected: dict, methods: list[str], *, method: str = "du
     networks = [m for m in methods if seeds_of(collected, m) and None not in seeds_of(collected, m)]
     if method not in networks or reference not in networks:
         return []
-    left_out = [example for example, _ in largest_differences(collected, method, reference, "abs_rel", top)]
+    ranked = largest_differences(collected, method, reference, "abs_rel", max(top, listed))
+    left_out = [example for example, _ in ranked[:top]]
 
     def per_seed(name: str, statistic) -> list[float]:
         return [statistic(collected[(name, seed)]) for seed in seeds_of(collected, name)]
@@ -95,7 +96,7 @@ def robustness_section(collected: dict, methods: list[str], *, method: str = "du
     lines += ["", f"The {listed} stacks where {method} and {reference} differ most (AbsRel, mean over seeds):", "",
               "| stack | " + " | ".join(GROUP_KEYS) + " | " + " | ".join(networks) + " |",
               "|---|" + "---|" * (len(GROUP_KEYS) + len(networks))]
-    for example, _ in largest_differences(collected, method, reference, "abs_rel", listed):
+    for example, _ in ranked[:listed]:
         info = groups.get(example, {})
         values = [f"{means[name][example]:.3f}" if example in means[name] else "–" for name in networks]
         lines.append(f"| {example} | " + " | ".join(str(info.get(k, "")) for k in GROUP_KEYS) + " | "

@@ -31,6 +31,10 @@ INFERENCE_SENSITIVITY = {
 }
 
 
+# Every sensitivity run's name, trained ones first: the report's rows after the variants.
+ALL_SENSITIVITY = (*SENSITIVITY, *INFERENCE_SENSITIVITY)
+
+
 def sensitivity_settings(name: str) -> dict:
     """The settings a sensitivity run (trained or inference-only) changes from the full model."""
     return {**SENSITIVITY, **INFERENCE_SENSITIVITY}[name][1]
