@@ -41,6 +41,7 @@ from datasets.focal_engine.focal_engine_dataset_builder import IMAGE_SIZE
 from dualfocus_jax.engine import CAMERA_FAMILIES, HARD_FAMILIES, SCENE_FAMILIES
 from dualfocus_jax.evaluation.regions import REGIONS
 from dualfocus_jax.training.checkpointing import latest_saved_step
+from experiments.ablation_published import check_same_evaluation, read_per_seed_csv, runs_of, section, table_row
 from experiments.ablation_report import METHOD_LABELS, REGION_LABELS, training_loss_table
 from experiments.ablation_robustness import robustness_section
 from experiments.ablation_runs import (
@@ -69,6 +70,9 @@ RECORDS_FILE = "ablation_engine_records.json"
 CLASSICAL_FILE = "classical_records.json"
 REPORT_FILE = "ablation_engine.md"
 CURVE_REPORT = "curve.md"
+PER_SEED_FILE = "per_seed.csv"
+CLOSING_LINE = "Every number above, with min and max over seeds, is in summary.csv; one row per seed in per_seed.csv."
+LOSSES_HEADING, ROBUSTNESS_HEADING = "Training losses", "How much of the means"
 # The config a workdir is read with if it recorded no model.json (every run of this recipe records one).
 WORKDIR_CONFIG = "configs/engine_small.py"
 CLASSICAL = (CLASSICAL_RAW, CLASSICAL_REFINED)
@@ -352,7 +356,8 @@ def variant_names(names: list[str]) -> list[str]:
 def report_markdown(args, rows: list[dict], stats: dict, names: list[str]) -> list[str]:
     """The sweep's tables (names: the variants in table order, then any sensitivity runs)."""
     methods = ordered_methods(stats, variant_names(names))
-    seeds = seeds_of(rows)
+    found = seeds_of(rows)
+    seeds = {m: found[m] for m in dict.fromkeys((*names, *found)) if m in found}  # in table order
     engine_rows = [r for r in rows if r["dataset"] == ENGINE]
     counts = sorted({int(r["group"]) for r in engine_rows if r["group_by"] == "slices"})
     present = {r["group"] for r in engine_rows if r["group_by"] == "scene_family"}
@@ -440,34 +445,88 @@ def report_markdown(args, rows: list[dict], stats: dict, names: list[str]) -> li
     if os.path.isfile(os.path.join(args.results, "mechanism.md")):
         text += ["## Mechanism", "", "The spatial branch's fields, surfaces and in-focus weights on hard scenes, "
                  "and how unimodal the focus curves are with and without L_fv: [mechanism.md](mechanism.md).", ""]
-    text += ["Every number above, with min and max over seeds, is in summary.csv; one row per seed in per_seed.csv."]
+    text += [CLOSING_LINE]
+    return text
+
+
+def carry_published(args, rows: list[dict], names: list[str]) -> tuple[list[dict], list[str], list[dict]]:
+    """(the rows with those of every published (method, seed) not scored now added, the names with the carried
+    methods added, the carried rows). The published per_seed.csv in args.results is read; the classical baseline
+    scored now must match it (ablation_published.check_same_evaluation)."""
+    path = os.path.join(args.results, PER_SEED_FILE)
+    published = read_per_seed_csv(path, REPORTED)
+    scored = runs_of(rows)
+    carried = [r for r in published if r["seed"] is not None and (r["method"], r["seed"]) not in scored]
+    if not carried:
+        return rows, names, []
+    check_same_evaluation(published, rows, REPORTED, path)
+    methods = list(dict.fromkeys(r["method"] for r in carried))
+    added = [n for n in (*ALL_SENSITIVITY, *methods) if n in methods and n not in names]
+    return rows + carried, names + list(dict.fromkeys(added)), carried
+
+
+def carried_note(args, carried: list[dict]) -> list[str]:
+    seeds = seeds_of(carried)
+    listed = "; ".join(f"{label(m)} seed{'s' if len(s) > 1 else ''} {', '.join(map(str, s))}" for m, s in seeds.items())
+    return [f"**Carried from the published report** (their checkpoints are not under `{args.workdir}`): {listed}. "
+            f"Their per-seed rows come from the earlier {PER_SEED_FILE} of this folder, whose classical-baseline rows "
+            "the baseline scored now matches to every printed digit (the same evaluation stacks); their training "
+            "losses and the section on a few stacks come from the earlier report.", ""]
+
+
+def fill_carried_sections(text: list[str], published_report: list[list[str]], carried_methods: list[str],
+                          robustness_computed: bool) -> list[str]:
+    """The report with the training-loss rows of the carried methods (in their order) and, when it was not computed
+    now, the section on a few stacks taken from the earlier report (`published_report`: those two sections' lines
+    there)."""
+    losses_old, robustness_old = published_report
+    start = next((i for i, line in enumerate(text) if line.startswith("## " + LOSSES_HEADING)), None)
+    if start is not None:
+        end = next((i for i in range(start + 1, len(text)) if text[i].startswith("## ") or text[i] == CLOSING_LINE),
+                   len(text))
+        table_end = max(i for i in range(start, end) if text[i].startswith("|"))
+        present = {line.split("|")[1].strip() for line in text[start:end] if line.startswith("| ")}
+        rows = [row for m in carried_methods if label(m) not in present and (row := table_row(losses_old, label(m)))]
+        text = text[:table_end + 1] + rows + text[table_end + 1:]
+    if not robustness_computed and robustness_old:
+        text = text[:-1] + [*robustness_old[:2], "(Carried from the earlier report: it needs the per-image scores of "
+                            "the carried runs.)", "", *robustness_old[2:], text[-1]]
     return text
 
 
 def write_engine_report(args, runs: list[Run], names: list[str]) -> dict:
     """Scores the finished runs and the classical baseline; writes REPORT_FILE, per_seed.csv and summary.csv into
-    args.results. Returns the statistics (key → metric → Spread)."""
+    args.results, with the published rows of any run that is not here carried over (carry_published). Returns the
+    statistics (key → metric → Spread)."""
     print(f"== scoring on the engine test split and the motorcycle ({'quick sizes' if args.quick else 'full'})",
           flush=True)
     collected = collect_records(runs, args.workdir, args.sizes, args.data_dir, args.command)
-    if not any(seed is not None for _, seed in collected):
+    path = os.path.join(args.results, REPORT_FILE)
+    rows, names, carried = carry_published(args, per_seed_rows(collected), names)
+    if not runs_of(rows):
         raise SystemExit(f"no finished run under {args.workdir}; run `python -m experiments.ablation --phase=train` "
                          "first.")
-    rows = per_seed_rows(collected)
+    published_report = [section(path, heading, CLOSING_LINE) for heading in (LOSSES_HEADING, ROBUSTNESS_HEADING)]
     stats = aggregate(rows)
     os.makedirs(args.results, exist_ok=True)
-    write_per_seed_csv(os.path.join(args.results, "per_seed.csv"), rows)
+    write_per_seed_csv(os.path.join(args.results, PER_SEED_FILE), rows)
     write_summary_csv(os.path.join(args.results, "summary.csv"), stats)
     text = report_markdown(args, rows, stats, names)
     # before the closing line that points to the CSV files
-    text[-1:-1] = robustness_section(collected, variant_names(names))
-    path = os.path.join(args.results, REPORT_FILE)
+    carried_methods = [n for n in names if any(r["method"] == n for r in carried)]
+    # the section ranks stacks by the variants' per-image scores: computed only when no variant is carried
+    robustness = ([] if set(carried_methods) & set(variant_names(names))
+                  else robustness_section(collected, variant_names(names)))
+    text[-1:-1] = robustness
+    if carried:
+        text = fill_carried_sections(text, published_report, carried_methods, bool(robustness))
+        text[4:4] = carried_note(args, carried)  # after the header
     with open(path, "w", encoding="utf-8") as handle:
         handle.write("\n".join(text) + "\n")
     methods = ordered_methods(stats, variant_names(names))
     print("\n".join(stats_table(stats, methods, "abs_rel", [(REGION_LABELS[r], (ENGINE, r, "all", ""))
                                                             for r in REGIONS])))
-    print(f"wrote {path}, per_seed.csv and summary.csv", flush=True)
+    print(f"wrote {path}, {PER_SEED_FILE} and summary.csv", flush=True)
     return stats
 
 

@@ -290,3 +290,59 @@ def test_robustness_section_medians_and_the_stacks_of_largest_difference():
     assert "classical" not in text.split("The 2 stacks")[0]
     # Means over seeds per stack in the list: DualFocus 3.0, DFV 0.2.
     assert "| 3.000 | 0.200 |" in next(line for line in lines if line.startswith("| s3 |"))
+
+
+def test_a_report_without_the_sweeps_checkpoints_carries_the_published_rows(tmp_path, monkeypatch):
+    """On a fresh clone only a new sensitivity run is here: the published per-seed rows, loss rows and the section on
+    a few stacks are kept, the new run is added; a baseline that scores differently now is refused."""
+    workdir, results = tmp_path / "runs", tmp_path / "results"
+    args = ablation.parse_args(["--steps=100", "--seeds=0,1", "--variants=dualfocus,dfv", f"--workdir={workdir}",
+                                f"--results={results}"])
+    for name, seed in (("dualfocus", 0), ("dualfocus", 1), ("dfv", 0), ("dfv", 1), ("dualfocus-stride4", 0)):
+        os.makedirs(os.path.join(run_dir(str(workdir), name, seed), "metrics"))
+        with open(os.path.join(run_dir(str(workdir), name, seed), "metrics", "train.jsonl"), "w") as handle:
+            handle.write(json.dumps({"step": 100, "loss_depth": 0.01 * (seed + 1), "loss_spatial": 1.0,
+                                     "loss_focal": 0.001}) + "\n")
+    baseline = fake_records(engine.CLASSICAL_REFINED, {"plane": 1.0, "occluders": 1.0})
+
+    def sweep(collected):
+        monkeypatch.setattr(engine, "collect_records", lambda *a, **k: {**collected,
+                                                                         (engine.CLASSICAL_REFINED, None): baseline})
+
+    sweep({(m, s): fake_records(m, {"plane": v + s / 10, "occluders": 2 * v + s / 10})
+           for m, v in (("dualfocus", 0.3), ("dfv", 0.2)) for s in (0, 1)})
+    engine.write_engine_report(args, [], ["dualfocus", "dfv"])
+    published = open(results / engine.REPORT_FILE).read()
+    assert "How much of the means" in published and "Carried" not in published
+    published_rows = list(csv.DictReader(open(results / "per_seed.csv")))
+
+    # The sweep's runs are gone; one sensitivity run is new.
+    for name, seed in (("dualfocus", 0), ("dualfocus", 1), ("dfv", 0), ("dfv", 1)):
+        import shutil
+        shutil.rmtree(run_dir(str(workdir), name, seed))
+    sweep({("dualfocus-stride4", 0): fake_records("dualfocus-stride4", {"plane": 0.25, "occluders": 0.5})})
+    engine.write_engine_report(args, [], ["dualfocus", "dfv", "dualfocus-stride4"])
+    report = open(results / engine.REPORT_FILE).read()
+    rows = list(csv.DictReader(open(results / "per_seed.csv")))
+    assert all(row in rows for row in published_rows)
+    assert {(r["method"], r["seed"]) for r in rows} == {("dualfocus", "0"), ("dualfocus", "1"), ("dfv", "0"),
+                                                          ("dfv", "1"), ("dualfocus-stride4", "0"),
+                                                          (engine.CLASSICAL_REFINED, "")}
+    assert "**Carried from the published report**" in report and "DualFocus (both constraints) seeds 0, 1" in report
+    # The summary table is the published one: the carried rows give the same means.
+    assert published.split("### AbsRel by region")[1].split("###")[0] == report.split("### AbsRel by region")[1].split(
+        "###")[0]
+    losses = report.split("## Training losses")[1].split("## ")[0]
+    assert "| DualFocus (both constraints) | 1.50e-02 |" in losses and "| without both (DFV) |" in losses
+    assert "## Sensitivity" in report and "`dualfocus-stride4`: solver_stride=4" in report
+    robustness = report.split("## How much of the means")[1]
+    assert "(Carried from the earlier report" in robustness
+    assert robustness.split("earlier report: it needs the per-image scores of the carried runs.)")[1].strip().split(
+        engine.CLOSING_LINE)[0].strip() == published.split("## How much of the means")[1].split("\n", 2)[2].split(
+        engine.CLOSING_LINE)[0].strip()
+    assert report.rstrip().endswith(engine.CLOSING_LINE)
+
+    # A baseline that scores otherwise now means another evaluation: refused with one message.
+    baseline = fake_records(engine.CLASSICAL_REFINED, {"plane": 1.5, "occluders": 1.0})
+    with pytest.raises(SystemExit, match="scored on another evaluation"):
+        engine.write_engine_report(args, [], ["dualfocus", "dfv", "dualfocus-stride4"])
