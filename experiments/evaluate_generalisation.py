@@ -19,7 +19,10 @@ Inputs, all in metres except the real stacks:
    helps long stacks;
 2. the synthetic_focal test split (40 scenes, 5 slices);
 3. the Middlebury motorcycle rendered as in experiments/evaluate_pretrained.py (downscale 2) at 5 and 10 slices;
-4. the real phone stacks of --real_dir (no ground truth): runtime, and agreement between methods (Spearman
+4. the engine test scenes rendered again by the protocol renderers of `rendering.thin_lens` (no noise or JPEG):
+   "protocol" the layered one (synthetic_focal, the motorcycle), "protocol_gaussian" the per-pixel Gaussian in a
+   7 × 7 window (the NYUv2 and ARKitScenes builders, HybridDepth's protocol), each per slice count;
+5. the real phone stacks of --real_dir (no ground truth): runtime, and agreement between methods (Spearman
    rank correlation of the depth maps, median difference in units of the focus range), plus a picture.
 Scored pixels: valid ground truth inside the focus range (the DFF convention). Metrics per image, then the
 mean over images; RMSE in metres, AbsRel unitless, rmse/range = RMSE over the stack's focus range.
@@ -104,8 +107,21 @@ class Sizes:
 
 QUICK = Sizes(slice_counts=(3, 5), stacks_per_count=1, engine_size=(32, 32), subset_sizes=(3,), synthetic_scenes=1,
               motorcycle_slices=(5,), motorcycle_downscale=4, crop=32, real_max_size=96, real_stacks=1)
-INPUTS = ("engine", "protocol", "synthetic", "motorcycle", "real")
-PROTOCOL_RENDERED = "engine_protocol_rendered"  # the dataset label of protocol_rendered_scenes
+INPUTS = ("engine", "protocol", "protocol_gaussian", "synthetic", "motorcycle", "real")
+# The dataset labels of protocol_rendered_scenes, per renderer mode of `render_focal_stack`.
+PROTOCOL_RENDERED = "engine_protocol_rendered"
+PROTOCOL_GAUSSIAN = "engine_protocol_gaussian"
+PROTOCOL_LABELS = {"layered": PROTOCOL_RENDERED, "gaussian": PROTOCOL_GAUSSIAN}
+# What each protocol renderer is, for the report.
+PROTOCOL_DESCRIPTIONS = {
+    "layered": ("the layered protocol renderer", "`render_focal_stack(mode=\"layered\")`, the renderer of "
+                "synthetic_focal and the motorcycle (16 hard inverse-depth layers, Gaussian PSF, a CoC up to 2 px "
+                "renders sharp; no noise or JPEG)"),
+    "gaussian": ("the per-pixel Gaussian protocol renderer", "`render_focal_stack(mode=\"gaussian\", kernel_size=7)`,"
+                 " the renderer of the NYUv2 and ARKitScenes builders (HybridDepth's protocol: each pixel's Gaussian "
+                 "PSF cut to a 7 × 7 window, so blur stops growing beyond a CoC of about 8 px; a CoC up to 2 px "
+                 "renders sharp; no occlusion, noise or JPEG)"),
+}
 
 FLAGS = flags.FlagValues()  # this command's own (dualfocus_jax/command_flags.py says why)
 flags.DEFINE_multi_string("checkpoint", None, "NAME=FOLDER (exported checkpoint or training workdir); repeatable. "
@@ -123,8 +139,9 @@ flags.DEFINE_bool("classical", True, "score the classical baseline too; --noclas
                   flag_values=FLAGS)
 flags.DEFINE_bool("flips", False, "networks predict with --flips (averaged over the stack's four mirror images)",
                   flag_values=FLAGS)
-flags.DEFINE_list("skip", [], "comma list of " + ",".join(INPUTS) + " to leave out (protocol: the engine "
-                  "split's scenes rendered by the protocol renderer)", flag_values=FLAGS)
+flags.DEFINE_list("skip", [], "comma list of " + ",".join(INPUTS) + " to leave out (protocol, protocol_gaussian: "
+                  "the engine split's scenes rendered by the layered / per-pixel Gaussian protocol renderer)",
+                  flag_values=FLAGS)
 flags.register_validator("skip", lambda items: set(items) <= {"", *INPUTS},
                          "--skip knows " + ", ".join(INPUTS), flag_values=FLAGS)
 
@@ -309,18 +326,17 @@ def record_camera(record) -> ThinLensCamera:
                           pixel_size_m=float(record["pixel_size_um"]) * 1e-6)
 
 
-def protocol_rendered_scenes(sizes: Sizes, data_dir: str | None) -> Iterator[Scene]:
-    """The engine test split's scenes (all-in-focus image, depth, focus, camera) rendered again by the protocol
-    renderer of the NYUv2 / synthetic_focal stacks and the motorcycle (`render_focal_stack(mode="layered")`:
-    16 hard inverse-depth layers, Gaussian PSF, a CoC up to 2 px renders sharp), without noise or JPEG: the
-    same scenes from a renderer the engine does not use by default."""
+def protocol_rendered_scenes(sizes: Sizes, data_dir: str | None, mode: str = "layered") -> Iterator[Scene]:
+    """The engine test split's scenes (all-in-focus image, depth, focus, camera) rendered again by a protocol
+    renderer, `render_focal_stack(mode=mode)` (PROTOCOL_DESCRIPTIONS; the Gaussian one in the protocol's 7 × 7
+    window), stored as 8-bit, without noise or JPEG: the same scenes from a renderer the engine does not use."""
     for count, record in _engine_records(sizes, data_dir):
         image = np.asarray(record["aif"], np.float32) / 255.0
         stack = render_focal_stack(jnp.asarray(image), jnp.asarray(record["depth"], jnp.float32),
                                    jnp.asarray(record["focus_positions"], jnp.float32), record_camera(record),
-                                   mode="layered")
+                                   mode=mode, kernel_size=7)
         stack_u8 = np.clip(np.round(np.asarray(stack) * 255.0), 0, 255)
-        yield _engine_scene(PROTOCOL_RENDERED, count, record, (stack_u8 / 255.0).astype(np.float32))
+        yield _engine_scene(PROTOCOL_LABELS[mode], count, record, (stack_u8 / 255.0).astype(np.float32))
 
 
 def scene_blur_span_px(record) -> float:
@@ -612,14 +628,14 @@ def report_markdown(records, real_rows, methods: list[Method], sizes: Sizes, com
                                  sizes.subset_sizes), ""]
     lines += ["### Median time per stack (s; 128 x 128 unless --quick)", "",
               group_table(engine, names, "seconds", "slices", counts), ""]
-    protocol = [r for r in records if r["dataset"] == PROTOCOL_RENDERED]
-    if protocol:
-        lines += ["## The engine test scenes rendered by the protocol renderer", "",
-                  "The same scenes, focus positions and cameras, rendered by `render_focal_stack(mode=\"layered\")`, "
-                  "the renderer of synthetic_focal, the NYUv2 protocol and the motorcycle (16 hard inverse-depth "
-                  "layers, Gaussian PSF, a CoC up to 2 px renders sharp; no noise or JPEG).", "",
-                  *per_count_tables(protocol, names, networks,
-                                    [c for c in sizes.slice_counts if any(r["slices"] == c for r in protocol)])]
+    for mode, label in PROTOCOL_LABELS.items():
+        protocol = [r for r in records if r["dataset"] == label]
+        if protocol:
+            title, description = PROTOCOL_DESCRIPTIONS[mode]
+            lines += [f"## The engine test scenes rendered by {title}", "",
+                      f"The same scenes, focus positions and cameras, rendered by {description}.", "",
+                      *per_count_tables(protocol, names, networks,
+                                        [c for c in sizes.slice_counts if any(r["slices"] == c for r in protocol)])]
     synthetic = [r for r in records if r["dataset"] == "synthetic_focal"]
     if synthetic:
         images = int(mean_over_images(synthetic, method=names[0], region="all")["images"])
@@ -692,8 +708,9 @@ def main(argv=None) -> int:
     inputs = []
     if "engine" not in skip:
         inputs.append(("engine", engine_scenes(sizes, FLAGS.data_dir)))
-    if "protocol" not in skip:
-        inputs.append((PROTOCOL_RENDERED, protocol_rendered_scenes(sizes, FLAGS.data_dir)))
+    for mode, label in PROTOCOL_LABELS.items():
+        if ("protocol" if mode == "layered" else f"protocol_{mode}") not in skip:
+            inputs.append((label, protocol_rendered_scenes(sizes, FLAGS.data_dir, mode)))
     if "synthetic" not in skip:
         inputs.append(("synthetic_focal", synthetic_scenes(sizes, FLAGS.data_dir, FLAGS.quick)))
     if "motorcycle" not in skip:

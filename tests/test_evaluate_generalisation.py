@@ -106,18 +106,31 @@ def test_blur_span_buckets_cover_every_span():
         "< 6 px", "< 6 px", "6-12 px", "12-24 px", "12-24 px", ">= 24 px", ">= 24 px"]
 
 
-def test_protocol_rendered_scenes_are_the_engine_scenes_from_the_protocol_renderer():
+@pytest.mark.parametrize("mode", ["layered", "gaussian"])
+def test_protocol_rendered_scenes_are_the_engine_scenes_from_the_protocol_renderer(mode):
     sizes = evaluation.QUICK
     engine = list(evaluation.engine_scenes(sizes, None))
-    protocol = list(evaluation.protocol_rendered_scenes(sizes, None))
+    protocol = list(evaluation.protocol_rendered_scenes(sizes, None, mode))
     assert [scene.example_id for scene in protocol] == [scene.example_id for scene in engine]
     for ours, theirs in zip(protocol, engine, strict=True):
-        assert ours.dataset == evaluation.PROTOCOL_RENDERED and ours.groups == theirs.groups
+        assert ours.dataset == evaluation.PROTOCOL_LABELS[mode] and ours.groups == theirs.groups
         np.testing.assert_array_equal(ours.depth, theirs.depth)
         np.testing.assert_array_equal(ours.focus, theirs.focus)
         assert ours.stack.shape == theirs.stack.shape and ours.stack.dtype == np.float32
         np.testing.assert_allclose(ours.stack * 255, np.round(ours.stack * 255), atol=1e-3)  # 8-bit, as captured
         assert np.abs(ours.stack - theirs.stack).mean() > 1e-3  # another renderer, no noise or JPEG
+    if mode == "gaussian":
+        # The protocol's 7 x 7 window: no pixel of a slice moves further than 3 px, so a slice differs from the
+        # all-in-focus image only within 3 px of where the image varies (here: its difference from a 7 x 7 max
+        # and min filter bounds every slice).
+        from scipy import ndimage
+
+        for scene, record in zip(protocol, evaluation._engine_records(sizes, None), strict=True):
+            aif = np.asarray(record[1]["aif"], np.float32) / 255.0
+            upper = ndimage.maximum_filter(aif, size=(7, 7, 1), mode="nearest")
+            lower = ndimage.minimum_filter(aif, size=(7, 7, 1), mode="nearest")
+            assert np.all(scene.stack <= upper[None] + 1 / 255 + 1e-6)
+            assert np.all(scene.stack >= lower[None] - 1 / 255 - 1e-6)
 
 
 def test_the_protocol_section_has_its_tables_without_the_engine_split():
@@ -129,7 +142,7 @@ def test_the_protocol_section_has_its_tables_without_the_engine_split():
     methods = [evaluation.Method("cand", "network", source="x"),
                evaluation.Method(evaluation.CLASSICAL_REFINED, "classical")]
     text = evaluation.report_markdown(records, [], methods, evaluation.Sizes(), "cmd", 1.0)
-    section = text.split("rendered by the protocol renderer")[1]
+    section = text.split("rendered by the layered protocol renderer")[1]
     assert "| method | 3 | 5 | all |" in section
     assert "| cand | rmse | 0.50 ✓ | 0.50 ✓ |" in section
 
