@@ -34,7 +34,10 @@ What each phase writes (workdir runs/ablation_engine/, results experiments/resul
               motorcycle, training losses, sensitivity runs, and how much the means rest on a few stacks),
               per_seed.csv and summary.csv (experiments/ablation_engine.py). It also scores each finished dualfocus
               run without the inference-time unimodal projection (dualfocus-raw_p, INFERENCE_SENSITIVITY: nothing
-              trained).
+              trained). A (method, seed) of the published per_seed.csv in <results> whose checkpoint is not
+              in <workdir> (a fresh clone, a cleaned workdir) keeps its published rows, once the classical baseline
+              scored again matches the published one (experiments/ablation_published.py): a new sensitivity run
+              is reported beside the published sweep without training the sweep again.
   mechanism   for the first seed's dualfocus (and no_focal) runs: <results>/mechanism_<family>.png (the spatial
               branch's gradient fields, integrated surfaces and in-focus weights per focal plane on hard test scenes),
               focus_curves.png and mechanism.md (how unimodal the raw focus curves are with and without L_fv)
