@@ -78,7 +78,8 @@ def train_source(dataset: str, split: str, *, builder_config: str = "", weight: 
 def engine_source(*, weight: float = 1.0, cameras=CAMERA_NAMES, families=SCENE_FAMILIES, spacings=SPACINGS,
                   coverages=COVERAGES, psf_shapes=PSF_SHAPES, blur_range_px=(3.0, 40.0), detail_zoom_range=(1.0, 1.0),
                   sharp_coc_px_range=(1.0, 1.0), hard_layer_share: float = 0.0, hard_layer_counts=(8, 24),
-                  degrade: bool = True, max_layers: int = 16, normalise_focus_range: bool = True):
+                  window_gaussian_share: float = 0.0, degrade: bool = True, max_layers: int = 16,
+                  normalise_focus_range: bool = True):
     """A training source drawn by the focal-stack engine (`dualfocus_jax.engine`) at each batch's shape
     (input.slice_counts × input.crop_sizes); `normalise_focus_range` puts every example's depth loss in
     fractions of its focus range (see `AugmentSettings`)."""
@@ -88,7 +89,8 @@ def engine_source(*, weight: float = 1.0, cameras=CAMERA_NAMES, families=SCENE_F
                              detail_zoom_range=tuple(float(v) for v in detail_zoom_range),
                              sharp_coc_px_range=tuple(float(v) for v in sharp_coc_px_range),
                              hard_layer_share=float(hard_layer_share),
-                             hard_layer_counts=tuple(int(v) for v in hard_layer_counts), degrade=degrade,
+                             hard_layer_counts=tuple(int(v) for v in hard_layer_counts),
+                             window_gaussian_share=float(window_gaussian_share), degrade=degrade,
                              max_layers=max_layers))
     return ConfigDict(dict(dataset="focal_engine", split="", builder_config="", weight=weight, depth_scale=1.0,
                            slice_sampling="all", min_valid_fraction=0.0, slice_counts=(),

@@ -2,9 +2,10 @@
 
 A draw picks a camera from the catalogue (`cameras.py`), a scene layout and its appearance (`geometry.py`,
 `textures.py`), a depth range the camera can resolve, a focus schedule (`focus_schedules.py`), renders the
-stack with the occlusion-aware FFT layered renderer (`rendering/fft_layered.py`, disc or Gaussian PSF) and
-degrades it as a real capture would be (`degradations.py`). Everything comes from one
-`numpy.random.Generator`, so a seed gives the same stack.
+stack with the occlusion-aware FFT layered renderer (`rendering/fft_layered.py`, disc or Gaussian PSF; a
+share of stacks, when asked, with the windowed per-pixel Gaussian of the NYUv2 protocol) and degrades it as a
+real capture would be (`degradations.py`). Everything comes from one `numpy.random.Generator`, so a seed gives
+the same stack.
 
 The scene's depth range is drawn so that the stack has something to see: the defocus blur between its
 nearest and farthest surface (CoC diameter, pixels at the working resolution) is log-uniform in
@@ -24,9 +25,13 @@ from dualfocus_jax.engine.degradations import degraded_stack
 from dualfocus_jax.engine.focus_schedules import COVERAGES, SPACINGS, draw_focus_schedule
 from dualfocus_jax.engine.geometry import FAMILY_WEIGHTS, SCENE_FAMILIES, SceneLayout, scene_layout
 from dualfocus_jax.rendering.fft_layered import PSF_SHAPES, render_layered_stack
+from dualfocus_jax.rendering.window_gaussian import render_window_gaussian_stack
 
 # Extra pixels rendered around the window, so misalignment never samples outside the rendered scene.
 _MARGIN_PX = 4
+# The renderers a draw may use (meta["renderer"]); the windowed one in the protocol's 7 × 7 window.
+RENDERERS = ("layered", "window_gaussian")
+WINDOW_KERNEL_PX = 7
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +55,9 @@ class EngineSettings:
     hard_layer_share: share of stacks rendered with depth quantised into hard layers (their count drawn from
       hard_layer_counts), as the protocol renderers do, instead of the smooth split between two layers.
       0, the default, draws nothing.
+    window_gaussian_share: share of stacks rendered by the per-pixel Gaussian protocol renderer
+      (`rendering.window_gaussian`: each pixel's Gaussian PSF cut to a 7 × 7 window, no occlusion; the renderer of
+      the NYUv2 and ARKitScenes builders) instead of the layered FFT renderer. 0, the default, draws nothing.
     degrade: add misalignment, noise and JPEG; max_layers: the renderer's layer budget.
     """
 
@@ -64,6 +72,7 @@ class EngineSettings:
     sharp_coc_px_range: tuple[float, float] = (1.0, 1.0)
     hard_layer_share: float = 0.0
     hard_layer_counts: tuple[int, int] = (8, 24)
+    window_gaussian_share: float = 0.0
     degrade: bool = True
     max_layers: int = 16
 
@@ -89,6 +98,8 @@ class EngineSettings:
                              f"(1 = only sub-pixel blur renders sharp), got {self.sharp_coc_px_range}.")
         if not 0.0 <= self.hard_layer_share <= 1.0:
             raise ValueError(f"hard_layer_share must be a share in [0, 1], got {self.hard_layer_share}.")
+        if not 0.0 <= self.window_gaussian_share <= 1.0:
+            raise ValueError(f"window_gaussian_share must be a share in [0, 1], got {self.window_gaussian_share}.")
         if not 2 <= self.hard_layer_counts[0] <= self.hard_layer_counts[1]:
             raise ValueError(f"hard_layer_counts must be (min, max) layer counts with 2 ≤ min ≤ max, got "
                              f"{self.hard_layer_counts}.")
@@ -161,6 +172,14 @@ def _depth_of_field_and_layering(rng: np.random.Generator, settings: EngineSetti
     return sharp_coc_px, hard_layer_count
 
 
+def _renderer(rng: np.random.Generator, settings: EngineSettings) -> str:
+    """RENDERERS[0] (the layered FFT renderer) or RENDERERS[1] (the windowed per-pixel Gaussian); nothing is
+    drawn for the defaults, so their stacks stay as they were."""
+    if settings.window_gaussian_share > 0 and rng.random() < settings.window_gaussian_share:
+        return RENDERERS[1]
+    return RENDERERS[0]
+
+
 def draw_focal_stack(rng: np.random.Generator, settings: EngineSettings = DEFAULT_SETTINGS, *,
                      num_slices: int | None = None, size: tuple[int, int] = (96, 96), family: str | None = None,
                      camera_model: cameras_lib.CameraModel | None = None, focus_m=None,
@@ -220,16 +239,22 @@ def draw_focal_stack(rng: np.random.Generator, settings: EngineSettings = DEFAUL
         depth_m = 1.0 / (far_diopter + layout.nearness.astype(np.float64) * (near_diopter - far_diopter))
     psf = str(rng.choice(settings.psf_shapes))
     sharp_coc_px, hard_layer_count = _depth_of_field_and_layering(rng, settings)
-    stack = render_layered_stack(layout.image, depth_m, focus_m, camera.lens, psf=psf,
-                                 max_layers=hard_layer_count or settings.max_layers,
-                                 sharp_radius_px=0.5 * sharp_coc_px, hard_layers=hard_layer_count > 0)
+    renderer = _renderer(rng, settings)
+    if renderer == RENDERERS[1]:
+        # the protocol's own renderer: its Gaussian PSF and 2 px depth of field whatever psf and sharp_coc_px say
+        stack = render_window_gaussian_stack(layout.image, depth_m, focus_m, camera.lens,
+                                             kernel_size=WINDOW_KERNEL_PX)
+    else:
+        stack = render_layered_stack(layout.image, depth_m, focus_m, camera.lens, psf=psf,
+                                     max_layers=hard_layer_count or settings.max_layers,
+                                     sharp_radius_px=0.5 * sharp_coc_px, hard_layers=hard_layer_count > 0)
     if settings.degrade:
         stack_u8 = degraded_stack(rng, np.clip(stack, 0, 1))
     else:
         stack_u8 = np.clip(np.round(stack * 255.0), 0, 255).astype(np.uint8)
     window = (slice(margin, margin + height), slice(margin, margin + width))
     meta = {**camera.describe(), "family": family, "spacing": spacing, "coverage": coverage, "psf": psf,
-            "sharp_coc_px": sharp_coc_px, "hard_layers": hard_layer_count,
+            "sharp_coc_px": sharp_coc_px, "hard_layers": hard_layer_count, "renderer": renderer,
             "num_slices": int(len(focus_m)), "scene_near_m": float(1.0 / near_diopter),
             "scene_far_m": float(1.0 / far_diopter)}
     return {

@@ -67,6 +67,7 @@ def engine_settings(source_config) -> EngineSettings:
                           sharp_coc_px_range=tuple(engine.get("sharp_coc_px_range", (1.0, 1.0))),
                           hard_layer_share=float(engine.get("hard_layer_share", 0.0)),
                           hard_layer_counts=tuple(int(v) for v in engine.get("hard_layer_counts", (8, 24))),
+                          window_gaussian_share=float(engine.get("window_gaussian_share", 0.0)),
                           degrade=bool(engine.degrade), max_layers=int(engine.max_layers))
 
 
