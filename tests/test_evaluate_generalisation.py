@@ -47,14 +47,15 @@ def test_quick_run_writes_every_table_and_the_picture(tmp_path, monkeypatch):
     text = (out / "generalisation.md").read_text()
     for heading in ("RMSE (m) per slice count", "per camera family", "per scene family", "per blur span", "Regions",
                     "5-slice stacks predicted from evenly chosen slices", "Motorcycle", "Real phone stacks",
-                    "rendered by the protocol renderer"):
+                    "rendered by the layered protocol renderer", "rendered by the per-pixel Gaussian protocol renderer"):
         assert heading in text
     assert "cand, 3 of 5 slices" in text
     with open(out / "per_image.csv") as handle:
         rows = list(csv.DictReader(handle))
     methods = {row["method"] for row in rows}
     assert {"cand", "classical (raw)", "classical (refined)", "cand, 3 of 5 slices"} <= methods
-    assert {row["dataset"] for row in rows} == {"engine", evaluation.PROTOCOL_RENDERED, "motorcycle"}
+    assert {row["dataset"] for row in rows} == {"engine", evaluation.PROTOCOL_RENDERED, evaluation.PROTOCOL_GAUSSIAN,
+                                                "motorcycle"}
     assert {row["region"] for row in rows} == set(evaluation.REGIONS)
     assert all(np.isfinite(float(row["rmse"])) for row in rows if row["region"] == "all")
     # The network saw the engine stacks (3 and 5 slices, and 3 of the 5), the motorcycle and the real stack.
