@@ -47,7 +47,8 @@ def test_quick_run_writes_every_table_and_the_picture(tmp_path, monkeypatch):
     text = (out / "generalisation.md").read_text()
     for heading in ("RMSE (m) per slice count", "per camera family", "per scene family", "per blur span", "Regions",
                     "5-slice stacks predicted from evenly chosen slices", "Motorcycle", "Real phone stacks",
-                    "rendered by the layered protocol renderer", "rendered by the per-pixel Gaussian protocol renderer"):
+                    "rendered by the layered protocol renderer",
+                    "rendered by the per-pixel Gaussian protocol renderer"):
         assert heading in text
     assert "cand, 3 of 5 slices" in text
     with open(out / "per_image.csv") as handle:
