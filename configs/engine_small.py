@@ -75,6 +75,10 @@ the renderer of the NYUv2 and ARKitScenes builders. Why: on the engine test scen
 (`evaluate_generalisation`, section "per-pixel Gaussian protocol renderer") the fifth stage loses to the refined
 classical baseline at 16 slices (RMSE 1.52×, AbsRel 1.40× the baseline's) and keeps only 8% at 5 slices (RMSE
 0.92×); the window stops blur growing beyond a CoC of about 8 px, which no engine stack shows. 3,000 updates.
+Result (experiments/results/generalisation/stage10.md): RMSE / focus range on the Gaussian-protocol scenes 0.1227
+vs 0.1261 (16 slices 0.1236 vs 0.1303), layered-protocol 0.1144 vs 0.1162, motorcycle 0.331 / 0.313 vs 0.340 /
+0.324, but the engine split's 16-slice AbsRel 0.123 vs 0.109, so it is not shipped (kept as
+`dualfocus_jax/pretrained/small_engine_stage10`).
 """
 
 from configs.common import apply_runlocal, base_config, engine_source, eval_split, eval_suite, parse_arg, train_source
