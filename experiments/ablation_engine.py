@@ -73,6 +73,7 @@ CURVE_REPORT = "curve.md"
 PER_SEED_FILE = "per_seed.csv"
 CLOSING_LINE = "Every number above, with min and max over seeds, is in summary.csv; one row per seed in per_seed.csv."
 LOSSES_HEADING, ROBUSTNESS_HEADING = "Training losses", "How much of the means"
+ROBUSTNESS_CARRIED = "(Carried from the earlier report: it needs the per-image scores of the carried runs.)"
 # The config a workdir is read with if it recorded no model.json (every run of this recipe records one).
 WORKDIR_CONFIG = "configs/engine_small.py"
 CLASSICAL = (CLASSICAL_RAW, CLASSICAL_REFINED)
@@ -489,8 +490,10 @@ def fill_carried_sections(text: list[str], published_report: list[list[str]], ca
         rows = [row for m in carried_methods if label(m) not in present and (row := table_row(losses_old, label(m)))]
         text = text[:table_end + 1] + rows + text[table_end + 1:]
     if not robustness_computed and robustness_old:
-        text = text[:-1] + [*robustness_old[:2], "(Carried from the earlier report: it needs the per-image scores of "
-                            "the carried runs.)", "", *robustness_old[2:], text[-1]]
+        heading, body = robustness_old[:2], robustness_old[2:]
+        if body[:2] == [ROBUSTNESS_CARRIED, ""]:  # carried once before: its note is not repeated
+            body = body[2:]
+        text = text[:-1] + [*heading, ROBUSTNESS_CARRIED, "", *body, text[-1]]
     return text
 
 

@@ -341,6 +341,11 @@ def test_a_report_without_the_sweeps_checkpoints_carries_the_published_rows(tmp_
         engine.CLOSING_LINE)[0].strip() == published.split("## How much of the means")[1].split("\n", 2)[2].split(
         engine.CLOSING_LINE)[0].strip()
     assert report.rstrip().endswith(engine.CLOSING_LINE)
+    # Reported again the same way, nothing changes but the header's date: carrying is idempotent.
+    engine.write_engine_report(args, [], ["dualfocus", "dfv", "dualfocus-stride4"])
+    again = open(results / engine.REPORT_FILE).read()
+    assert again.split("\n", 1)[1] == report.split("\n", 1)[1]
+    assert list(csv.DictReader(open(results / "per_seed.csv"))) == rows
 
     # A baseline that scores otherwise now means another evaluation: refused with one message.
     baseline = fake_records(engine.CLASSICAL_REFINED, {"plane": 1.5, "occluders": 1.0})
