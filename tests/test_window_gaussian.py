@@ -55,7 +55,8 @@ def test_the_engine_renders_its_share_of_stacks_with_it_and_the_default_draws_no
     clean = EngineSettings(degrade=False, families=("steps",), window_gaussian_share=1.0)
     drawn = draw_focal_stack(np.random.default_rng(5), clean, num_slices=4, size=(24, 24))
     meta = drawn["meta"]
-    assert meta["renderer"] == "window_gaussian"
+    assert (meta["renderer"], meta["psf"], meta["sharp_coc_px"], meta["hard_layers"]) == ("window_gaussian",
+                                                                                         "gaussian", 2.0, 0)
     camera = ThinLensCamera(focal_length_m=meta["focal_length_mm"] * 1e-3, f_number=meta["f_number"],
                             pixel_size_m=meta["pixel_size_um"] * 1e-6)
     expected = render_window_gaussian_stack(drawn["aif"] / 255.0, drawn["depth"], drawn["focus_positions"], camera)

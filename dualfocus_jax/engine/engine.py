@@ -25,7 +25,7 @@ from dualfocus_jax.engine.degradations import degraded_stack
 from dualfocus_jax.engine.focus_schedules import COVERAGES, SPACINGS, draw_focus_schedule
 from dualfocus_jax.engine.geometry import FAMILY_WEIGHTS, SCENE_FAMILIES, SceneLayout, scene_layout
 from dualfocus_jax.rendering.fft_layered import PSF_SHAPES, render_layered_stack
-from dualfocus_jax.rendering.window_gaussian import render_window_gaussian_stack
+from dualfocus_jax.rendering.window_gaussian import IN_FOCUS_RADIUS_PX, render_window_gaussian_stack
 
 # Extra pixels rendered around the window, so misalignment never samples outside the rendered scene.
 _MARGIN_PX = 4
@@ -244,6 +244,7 @@ def draw_focal_stack(rng: np.random.Generator, settings: EngineSettings = DEFAUL
         # the protocol's own renderer: its Gaussian PSF and 2 px depth of field whatever psf and sharp_coc_px say
         stack = render_window_gaussian_stack(layout.image, depth_m, focus_m, camera.lens,
                                              kernel_size=WINDOW_KERNEL_PX)
+        psf, sharp_coc_px, hard_layer_count = "gaussian", 2.0 * IN_FOCUS_RADIUS_PX, 0  # what meta reports
     else:
         stack = render_layered_stack(layout.image, depth_m, focus_m, camera.lens, psf=psf,
                                      max_layers=hard_layer_count or settings.max_layers,
