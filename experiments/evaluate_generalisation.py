@@ -112,6 +112,7 @@ INPUTS = ("engine", "protocol", "protocol_gaussian", "synthetic", "motorcycle", 
 PROTOCOL_RENDERED = "engine_protocol_rendered"
 PROTOCOL_GAUSSIAN = "engine_protocol_gaussian"
 PROTOCOL_LABELS = {"layered": PROTOCOL_RENDERED, "gaussian": PROTOCOL_GAUSSIAN}
+PROTOCOL_INPUTS = {"layered": "protocol", "gaussian": "protocol_gaussian"}  # their names in --skip
 # What each protocol renderer is, for the report.
 PROTOCOL_DESCRIPTIONS = {
     "layered": ("the layered protocol renderer", "`render_focal_stack(mode=\"layered\")`, the renderer of "
@@ -709,7 +710,7 @@ def main(argv=None) -> int:
     if "engine" not in skip:
         inputs.append(("engine", engine_scenes(sizes, FLAGS.data_dir)))
     for mode, label in PROTOCOL_LABELS.items():
-        if ("protocol" if mode == "layered" else f"protocol_{mode}") not in skip:
+        if PROTOCOL_INPUTS[mode] not in skip:
             inputs.append((label, protocol_rendered_scenes(sizes, FLAGS.data_dir, mode)))
     if "synthetic" not in skip:
         inputs.append(("synthetic_focal", synthetic_scenes(sizes, FLAGS.data_dir, FLAGS.quick)))

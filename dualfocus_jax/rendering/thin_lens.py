@@ -55,10 +55,10 @@ from dualfocus_jax.rendering import layered
 # Depth used in place of invalid depth (<= 0 or non-finite): the reference's 1 / (d + 1e-8) at d = 0.
 _INVALID_DEPTH_M = 1e-8
 # Radii (pixels) at or below this are in focus (the reference kernel's `weight > 1` test).
-_IN_FOCUS_RADIUS_PX = 1.0
+IN_FOCUS_RADIUS_PX = 1.0
 # Cap on the CoC radius in the Gaussian renderer: keeps 1 / r² a normal float32 (far from 0 or inf)
 # while leaving such a pixel's weight negligible next to any real blur (r ≲ 1e3 px).
-_MAX_RADIUS_PX = 1e6
+MAX_RADIUS_PX = 1e6
 # ARKitScenes "wide" camera as HybridDepth models it.
 _ARKIT_FOCAL_LENGTH_M = 2.9e-3
 _ARKIT_F_NUMBER = 0.5
@@ -195,12 +195,12 @@ def _render_gaussian(image_HWC, depth_HW, focus_positions_S, camera, kernel_size
     height, width, _ = image_HWC.shape
     half = kernel_size // 2
     radius_SHW = 0.5 * circle_of_confusion_px(depth_HW[None], focus_positions_S[:, None, None], camera)
-    radius_SHW = jnp.minimum(radius_SHW, _MAX_RADIUS_PX)
+    radius_SHW = jnp.minimum(radius_SHW, MAX_RADIUS_PX)
     # Pad the radius with 0 (= in focus = contributes nothing): offsets outside the image drop out of both
     # sums, exactly as the reference skips them.
     radius_pad_SHW = jnp.pad(radius_SHW, ((0, 0), (half, half), (half, half)))
     image_pad_HWC = jnp.pad(image_HWC, ((half, half), (half, half), (0, 0)))
-    spreads_pad_SHW = radius_pad_SHW > _IN_FOCUS_RADIUS_PX
+    spreads_pad_SHW = radius_pad_SHW > IN_FOCUS_RADIUS_PX
     inverse_r2_pad_SHW = jnp.where(spreads_pad_SHW,
                                    1.0 / jnp.square(jnp.where(spreads_pad_SHW, radius_pad_SHW, 1.0)), 0.0)
 
@@ -222,7 +222,7 @@ def _render_gaussian(image_HWC, depth_HW, focus_positions_S, camera, kernel_size
     # A blurred centre pixel is its own neighbour, so its weight sum is > 0; the guard only protects the
     # in-focus pixels, whose value is discarded below.
     blurred_SHWC = weighted_sum_SHWC / jnp.where(weight_sum_SHW > 0, weight_sum_SHW, 1.0)[..., None]
-    in_focus_SHW = radius_SHW <= _IN_FOCUS_RADIUS_PX
+    in_focus_SHW = radius_SHW <= IN_FOCUS_RADIUS_PX
     return jnp.where(in_focus_SHW[..., None], image_HWC[None], blurred_SHWC)
 
 
@@ -232,7 +232,7 @@ def _render_layered(image_HWC, depth_HW, focus_positions_S, camera, num_layers):
     layer_index_HW, layer_depth_L = layered.assign_inverse_depth_layers(depth_HW, num_layers)
     radius_SL = 0.5 * circle_of_confusion_px(layer_depth_L[None], focus_positions_S[:, None], camera)
     # Same width convention as the Gaussian mode: σ = r / 2, and r <= 1 px is in focus.
-    sigma_px_SL = jnp.where(radius_SL > _IN_FOCUS_RADIUS_PX, 0.5 * radius_SL, 0.0)
+    sigma_px_SL = jnp.where(radius_SL > IN_FOCUS_RADIUS_PX, 0.5 * radius_SL, 0.0)
     return layered.composite_blurred_layers(image_HWC, layer_index_HW, sigma_px_SL, num_layers)
 
 

@@ -14,12 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from dualfocus_jax.rendering.fft_layered import coc_radius_px
-from dualfocus_jax.rendering.thin_lens import ThinLensCamera
-
-# The protocol's constants (thin_lens._IN_FOCUS_RADIUS_PX, _MAX_RADIUS_PX): r ≤ 1 px is in focus; radii are capped
-# so 1 / r² never underflows into a division by zero.
-IN_FOCUS_RADIUS_PX = 1.0
-MAX_RADIUS_PX = 1e6
+from dualfocus_jax.rendering.thin_lens import IN_FOCUS_RADIUS_PX, MAX_RADIUS_PX, ThinLensCamera
 
 
 def render_window_gaussian_stack(image_HWC, depth_HW, focus_S, camera: ThinLensCamera, *,
