@@ -63,6 +63,10 @@ class DualFocusConfig:
       conv3d_impl: "slices" computes each 3×3×3 convolution as three 2D convolutions over shifted focal
         slices (faster than XLA:CPU's native 3D convolution, see `conv3d.py`), "lax" uses
         `lax.conv_general_dilated` in 3D. Same parameters, same result up to rounding.
+      full_resolution_refinement: correct the finest level's upsampled costs at the input's resolution from
+        the slices' own pixels (`refinement.py`; our extension, off in the paper's network, whose costs end
+        at 1/4).
+      refinement_width: channels of that refinement's per-slice image features and 3D convolution.
     Spatial constraint (docs/design/METHOD.md "Network" item 3):
       use_spatial: build the spatial branch, concatenate its surfaces into the volume, train with L_sv.
       solver: "dct" (exact Neumann least squares) or "cg" (unrolled conjugate gradient, `cg_iters` steps).
@@ -106,6 +110,8 @@ class DualFocusConfig:
     volume_mode: str = "concat"
     decoder_channels: tuple[int, int, int, int] = (32, 16, 16, 16)
     conv3d_impl: str = "slices"
+    full_resolution_refinement: bool = False
+    refinement_width: int = 8
     # Spatial constraint.
     use_spatial: bool = True
     solver: str = "dct"
@@ -154,7 +160,7 @@ class DualFocusConfig:
         for name in ("encoder_widths", "encoder_blocks", "volume_channels", "decoder_channels", "level_weights"):
             need(len(getattr(self, name)) == 4, f"{name} needs one entry per level (4), got {getattr(self, name)!r}.")
         for name in ("stem_width", "surface_channels", "spatial_context_width", "spatial_detail_width",
-                     "theta_width", "norm_groups"):
+                     "theta_width", "norm_groups", "refinement_width"):
             need(int(getattr(self, name)) >= 1, f"{name} must be a positive integer, got {getattr(self, name)!r}.")
         need(all(w >= 1 for w in self.encoder_widths + self.volume_channels), "widths must be positive integers.")
         need(all(b >= 1 for b in self.encoder_blocks), f"encoder_blocks must be ≥ 1, got {self.encoder_blocks}.")

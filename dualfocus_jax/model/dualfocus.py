@@ -4,7 +4,8 @@ Pipeline (docs/design/METHOD.md "Network"): sort the slices by focus position �
 ImageNet-normalise → shared 2D encoder (features at 1/32, 1/16, 1/8, 1/4) → focal volumes ([V, ΔV], ΔV or
 V by variant) → optional spatial branch, whose integrable surfaces join the volume at the solver's level →
 3D decoder (a cost per slice at four levels) → per level: bilinear upsampling of the costs to the input
-size, softmax over slices, depth as the expectation of the focus positions (or of their inverse,
+size (the finest, optionally, corrected at that size from the slices' pixels: `refinement.py`), softmax
+over slices, depth as the expectation of the focus positions (or of their inverse,
 `DualFocusConfig.expectation`) → at inference, optionally, the
 exact unimodal projection of the finest p → uncertainty and all-in-focus image.
 
@@ -26,6 +27,7 @@ from dualfocus_jax.model.decoder import FocalDecoder
 from dualfocus_jax.model.encoder import FocalStackEncoder
 from dualfocus_jax.model.focal_volume import enhanced_focal_volume
 from dualfocus_jax.model.padding import crop_spatial, pad_spatial, padding_to_multiple
+from dualfocus_jax.model.refinement import FullResolutionRefinement
 from dualfocus_jax.model.resampling import resize_bilinear_hw
 from dualfocus_jax.model.resnet import trunk_input_from_images
 from dualfocus_jax.model.spatial_branch import SpatialBranch
@@ -141,6 +143,9 @@ class DualFocusNet(nn.Module):
             crop_spatial(resize_bilinear_hw(cost, hp, wp, channel_last=False), pads, spatial_axes=(2, 3))
             for cost in reversed(costs)
         ]
+        if cfg.full_resolution_refinement:
+            logits_levels[0] = FullResolutionRefinement(cfg.refinement_width, cfg.conv3d_impl, compute,
+                                                        name="refinement")(logits_levels[0], stack)
         prob_levels = [jax.nn.softmax(logits, axis=1) for logits in logits_levels]
         depth_levels = [expected_depth(prob, focus, cfg.expectation) for prob in prob_levels]
 

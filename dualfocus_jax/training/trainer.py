@@ -158,14 +158,21 @@ def initial_state_from_export(folder: str, model_config: DualFocusConfig, optimi
     """Step 0 with the parameters of the exported checkpoint `folder`; ValueError naming the fields when its
     architecture is not the one this config builds (the arrays would not fit)."""
     variables, exported_config = load_exported_checkpoint(folder)
-    shapes = jax.tree.map(lambda leaf: tuple(leaf.shape), variables["params"])
-    expected = jax.tree.map(lambda leaf: tuple(leaf.shape), template.params)
+    exported = dict(variables["params"])
+    # A module this config adds to the exported architecture (e.g. the full-resolution refinement) starts
+    # from its fresh initialisation; every module the export has must fit exactly.
+    added = sorted(set(template.params) - set(exported))
+    exported.update({name: template.params[name] for name in added})
+    shapes = jax.tree.map(lambda leaf: tuple(leaf.shape), exported)
+    expected = jax.tree.map(lambda leaf: tuple(leaf.shape), dict(template.params))
     if shapes != expected:
         differences = _differences(exported_config.to_dict(), model_config.to_dict(), "model")
         raise ValueError(f"config.model_init.checkpoint={folder!r} holds another architecture than config.model "
                          f"builds ({'; '.join(differences[:6]) or 'parameter shapes differ'}); set config.model to "
                          "its size and variant or choose another checkpoint.")
-    return train_state_from_params(variables["params"], optimizer)
+    if added:
+        say(f"== modules not in {folder}, freshly initialised: {', '.join(added)}")
+    return train_state_from_params(exported, optimizer)
 
 
 def fetch_metrics(pending: list[tuple[int, dict]]) -> list[tuple[int, dict[str, float]]]:
