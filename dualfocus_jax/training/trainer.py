@@ -155,8 +155,9 @@ def check_resume_matches(workdir: str, config, model_config: DualFocusConfig) ->
 
 
 def initial_state_from_export(folder: str, model_config: DualFocusConfig, optimizer, template):
-    """Step 0 with the parameters of the exported checkpoint `folder`; ValueError naming the fields when its
-    architecture is not the one this config builds (the arrays would not fit)."""
+    """Step 0 with the parameters of the exported checkpoint `folder` (modules it lacks, such as a refinement the
+    config adds, freshly initialised); ValueError naming the fields when a module it has does not fit the one
+    this config builds."""
     variables, exported_config = load_exported_checkpoint(folder)
     exported = dict(variables["params"])
     # A module this config adds to the exported architecture (e.g. the full-resolution refinement) starts
