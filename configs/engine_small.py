@@ -85,7 +85,10 @@ refinement added (`model.full_resolution_refinement`, `dualfocus_jax/model/refin
 corrected at the input's resolution from the slices' own pixels; its last convolution starts at zero, so step 0
 predicts what the fifth stage does), from the fifth stage's export at a learning rate of 1.5e-4; 2,500 updates.
 Why: the costs end at 1/4 of the input, and on the rendered motorcycle the pixels within 3 px of a depth edge
-are 46% of those scored and carry 72% of the fifth stage's squared error.
+are 46% of those scored and carry 72% of the fifth stage's squared error. Result (experiments/results/
+generalisation/stage11.md): synthetic_focal better (RMSE 0.144 vs 0.147, AbsRel 0.0556 vs 0.0577), but the
+motorcycle worse (0.349 / 0.332 vs 0.340 / 0.324; a one-off probe of the step-1,000 checkpoint had 0.329 / 0.310),
+the engine split's AbsRel 0.146 vs 0.141, and 2-3x the network time at 128², so it is not shipped.
 """
 
 from configs.common import apply_runlocal, base_config, engine_source, eval_split, eval_suite, parse_arg, train_source
