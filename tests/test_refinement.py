@@ -16,21 +16,13 @@ from dualfocus_jax.model.refinement import FullResolutionRefinement
 SHIPPED = "dualfocus_jax/pretrained/small_engine_stage5"
 
 
-def _conv2d_same(image_HWC, kernel_HWIO, bias):
-    """'SAME' 2D correlation with zero padding, summed over input channels (SciPy)."""
-    out = np.zeros(image_HWC.shape[:2] + (kernel_HWIO.shape[-1],))
-    for o in range(kernel_HWIO.shape[-1]):
-        for i in range(image_HWC.shape[-1]):
-            out[..., o] += ndimage.correlate(image_HWC[..., i], kernel_HWIO[..., i, o], mode="constant")
-    return out + bias
-
-
-def _conv3d_same(volume_SHWC, kernel_DHWIO, bias):
-    """'SAME' 3D correlation over (slice, row, column) with zero padding (SciPy)."""
-    out = np.zeros(volume_SHWC.shape[:3] + (kernel_DHWIO.shape[-1],))
-    for o in range(kernel_DHWIO.shape[-1]):
-        for i in range(volume_SHWC.shape[-1]):
-            out[..., o] += ndimage.correlate(volume_SHWC[..., i], kernel_DHWIO[..., i, o], mode="constant")
+def _correlate_same(x, kernel, bias):
+    """'SAME' correlation with zero padding over every axis but the channels (2D images, 3D volumes),
+    summed over input channels (SciPy); kernel (..., Cin, Cout)."""
+    out = np.zeros(x.shape[:-1] + (kernel.shape[-1],))
+    for o in range(kernel.shape[-1]):
+        for i in range(x.shape[-1]):
+            out[..., o] += ndimage.correlate(x[..., i], kernel[..., i, o], mode="constant")
     return out + bias
 
 
@@ -38,11 +30,11 @@ def _reference(params, costs_SHW, stack_SHWC):
     features = stack_SHWC - 0.5
     for index in range(2):
         layer = params[f"image_conv{index}"]
-        features = np.stack([np.maximum(_conv2d_same(f, layer["kernel"], layer["bias"]), 0) for f in features])
+        features = np.stack([np.maximum(_correlate_same(f, layer["kernel"], layer["bias"]), 0) for f in features])
     relative = features - features.mean(axis=0, keepdims=True)
     volume = np.concatenate([features, relative, costs_SHW[..., None]], axis=-1)
-    hidden = np.maximum(_conv3d_same(volume, params["volume_conv"]["kernel"], params["volume_conv"]["bias"]), 0)
-    correction = _conv3d_same(hidden, params["correction"]["kernel"], params["correction"]["bias"])
+    hidden = np.maximum(_correlate_same(volume, params["volume_conv"]["kernel"], params["volume_conv"]["bias"]), 0)
+    correction = _correlate_same(hidden, params["correction"]["kernel"], params["correction"]["bias"])
     return costs_SHW + correction[..., 0]
 
 
