@@ -38,8 +38,7 @@ class FullResolutionRefinement(nn.Module):
     @nn.compact
     def __call__(self, costs_BSHW: jax.Array, stack_BSHWC: jax.Array) -> jax.Array:
         b, s, h, w, c = stack_BSHWC.shape
-        pixels = (stack_BSHWC.reshape(b * s, h, w, c) - 0.5).astype(self.dtype)
-        features = pixels
+        features = (stack_BSHWC.reshape(b * s, h, w, c) - 0.5).astype(self.dtype)
         for index in range(2):
             features = nn.relu(nn.Conv(self.width, (3, 3), dtype=self.dtype, name=f"image_conv{index}")(features))
         features = features.reshape(b, s, h, w, self.width)
