@@ -73,23 +73,22 @@ def test_a_fresh_refinement_predicts_what_the_export_did():
 
 
 def test_a_run_starts_from_an_export_without_the_refinement():
+    from configs.common import base_config
     from dualfocus_jax.inference.checkpoint_io import load_exported_checkpoint
     from dualfocus_jax.training.train_state import initial_train_state, make_optimizer
     from dualfocus_jax.training.trainer import initial_state_from_export
 
     variables, config = load_exported_checkpoint(SHIPPED)
     refined = dataclasses.replace(config, full_resolution_refinement=True)
-    from configs.common import base_config
-
     optimizer = make_optimizer(base_config().optimizer, total_steps=10)
     template = initial_train_state(refined, optimizer, jax.random.key(0))
     state = initial_state_from_export(SHIPPED, refined, optimizer, template)
     for name, module in variables["params"].items():
         jax.tree.map(np.testing.assert_array_equal, state.params[name], module)
     jax.tree.map(np.testing.assert_array_equal, state.params["refinement"], template.params["refinement"])
-    # Another architecture still gets the one message.
-    wider = model_config("small", refinement_width=4, full_resolution_refinement=True, surface_channels=4)
+    # A module the export has but in other shapes (here the spatial branch) still gets the one message.
+    other = model_config("small", full_resolution_refinement=True, surface_channels=4)
     with pytest.raises(ValueError, match="holds another architecture"):
-        initial_state_from_export(SHIPPED, wider, optimizer,
-                                  initial_train_state(wider, optimizer, jax.random.key(0)))
+        initial_state_from_export(SHIPPED, other, optimizer,
+                                  initial_train_state(other, optimizer, jax.random.key(0)))
 
