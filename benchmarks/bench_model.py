@@ -4,6 +4,7 @@
     .venv/bin/python -m benchmarks.bench_model --quick    # small only, one tiny stack (a smoke run)
     .venv/bin/python -m benchmarks.bench_model --sizes paper --variants dualfocus,no_focal   # a subset
     .venv/bin/python -m benchmarks.bench_model --sizes paper --shapes 10x384x576 --parts  # time per part
+    .venv/bin/python -m benchmarks.bench_model --sizes small --cost_upsampling joint_bilateral  # the shipped model
 
 Each case runs in a fresh subprocess so that its peak resident memory (`ru_maxrss`, which includes the
 Python runtime, XLA's compilation and the parameters) belongs to that case alone. Forward time is the median
@@ -37,6 +38,7 @@ from benchmarks.model_parts import benchmark_case, time_parts
 from benchmarks.peak import matmul_peak_flops, xla_flops
 from dualfocus_jax.command_flags import parse_flags
 from dualfocus_jax.model import DualFocusNet, parameter_count
+from dualfocus_jax.model.config import COST_UPSAMPLINGS
 
 # The PyTorch DFV reference measured on this project's 2-core machine (DEVELOPERS.md, issue 15).
 REFERENCE_DFV_SECONDS = {(5, 256, 256): 0.79, (10, 384, 576): 3.10}
@@ -57,6 +59,9 @@ flags.DEFINE_list("shapes", None, "comma-separated subset of SxHxW shapes, e.g. 
                   flag_values=FLAGS)
 flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "compute dtype of every case (DualFocusConfig.dtype)",
                   flag_values=FLAGS)
+flags.DEFINE_enum("cost_upsampling", "bilinear", list(COST_UPSAMPLINGS),
+                  "how every case upsamples its finest costs (DualFocusConfig.cost_upsampling; the shipped model: "
+                  "joint_bilateral)", flag_values=FLAGS)
 flags.DEFINE_bool("parts", False, "also time each part of the forward pass alone (a table per case)",
                   flag_values=FLAGS)
 flags.DEFINE_list("case", None, "internal: SIZE,VARIANT,S,H,W of the one case to run", flag_values=FLAGS)
@@ -85,9 +90,9 @@ flags.register_validator("case", lambda case: case is None or len(case) == 5, "n
 
 
 def run_case(size: str, variant: str, slices: int, height: int, width: int, repeats: int,
-             dtype: str = "float32") -> dict:
+             dtype: str = "float32", cost_upsampling: str = "bilinear") -> dict:
     """Measures one case in this process; returns a JSON-serialisable dict."""
-    config, params, stack, focus = benchmark_case(size, variant, slices, height, width, dtype)
+    config, params, stack, focus = benchmark_case(size, variant, slices, height, width, dtype, cost_upsampling)
     model = DualFocusNet(config)
     forward = jax.jit(lambda p, x, f: model.apply(p, x, f, train=False))
 
@@ -111,7 +116,8 @@ def run_case(size: str, variant: str, slices: int, height: int, width: int, repe
 def _case_in_subprocess(size, variant, shape, repeats, dtype, parts: bool = False):
     """run_case's dict (or with parts, time_parts' rows) from a fresh subprocess."""
     command = [sys.executable, "-m", "benchmarks.bench_model", f"--case={','.join([size, variant, *map(str, shape)])}",
-               f"--repeats={repeats}", f"--dtype={dtype}", f"--{'' if parts else 'no'}parts"]
+               f"--repeats={repeats}", f"--dtype={dtype}", f"--cost_upsampling={FLAGS.cost_upsampling}",
+               f"--{'' if parts else 'no'}parts"]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"case {size}/{variant}/{shape} failed:\n{done.stderr[-3000:]}")
@@ -143,7 +149,7 @@ def main(argv=None) -> int:
         size, variant, *shape = FLAGS.case
         measure = time_parts if FLAGS.parts else run_case
         print(json.dumps(measure(size, variant, *(int(n) for n in shape), repeats=FLAGS.repeats or 5,
-                                 dtype=FLAGS.dtype)))
+                                 dtype=FLAGS.dtype, cost_upsampling=FLAGS.cost_upsampling)))
         return 0
 
     sizes = FLAGS.sizes or (["small"] if FLAGS.quick else ["paper", "small"])
@@ -167,6 +173,7 @@ def main(argv=None) -> int:
     print(f"# B=1, jitted train=False forward, median of {repeats} runs (3 at 1 MP) after a warm-up; peak RSS per case "
           "measured in a fresh subprocess (ru_maxrss: runtime + compilation + parameters + activations)")
     peak = matmul_peak_flops(FLAGS.dtype, size=1024 if FLAGS.quick else 4096)
+    print(f"# finest costs upsampled: {FLAGS.cost_upsampling}")
     print(f"# compute dtype {FLAGS.dtype}; measured {FLAGS.dtype} matrix-multiply peak {peak / 1e9:.0f} GFLOP/s")
     print()
     print("| size | variant | dtype | S×H×W | params | compile (s) | forward (s) | GFLOP (XLA) | GFLOP/s | of peak | "

@@ -95,10 +95,11 @@ def chained_outputs(config: DualFocusConfig, params: dict, stack_BSHWC, focus_BS
     return _parts(config, params["params"], stack_BSHWC, focus_BS, run), names
 
 
-def benchmark_case(size: str, variant: str, slices: int, height: int, width: int, dtype: str = "float32"):
+def benchmark_case(size: str, variant: str, slices: int, height: int, width: int, dtype: str = "float32",
+                   cost_upsampling: str = "bilinear"):
     """(config, parameters, stack (1, S, H, W, 3), focus (1, S)) of one benchmark case: seed-0 parameters and a
     seeded random stack, the same for the whole forward (bench_model) and its parts."""
-    config = model_config(size, variant, dtype=dtype)
+    config = model_config(size, variant, dtype=dtype, cost_upsampling=cost_upsampling)
     params = initial_params(config, jax.random.key(0))
     rng = np.random.default_rng(0)
     stack = jnp.asarray(rng.random((1, slices, height, width, 3), dtype=np.float32))
@@ -107,10 +108,10 @@ def benchmark_case(size: str, variant: str, slices: int, height: int, width: int
 
 
 def time_parts(size: str, variant: str, slices: int, height: int, width: int, repeats: int,
-               dtype: str = "float32") -> list[dict]:
+               dtype: str = "float32", cost_upsampling: str = "bilinear") -> list[dict]:
     """[{part, forward_s, flops}] of each part at B=1: median of `repeats` calls of its compiled program after a
     warm-up call."""
-    config, params, stack, focus = benchmark_case(size, variant, slices, height, width, dtype)
+    config, params, stack, focus = benchmark_case(size, variant, slices, height, width, dtype, cost_upsampling)
     rows = []
 
     def run(name, function, *args):

@@ -9,8 +9,8 @@ Command (resumable: rerun it after an interruption and it continues from the lat
 Data: endless stacks of `dualfocus_jax.engine` (every camera of the catalogue, every scene family, 3–16
 slices spaced in distance, diopters or irregularly, ranges that bracket, cut or overshoot the scene, disc and
 Gaussian PSFs, noise, JPEG, residual misalignment), each batch of one slice count (3, 5, 7, 10 or 16) on
-64×64 crops; depth loss in fractions of each stack's focus range. Validation on the 40-scene synthetic_focal
-held-out scenes (train[180:]) keeps the best checkpoint by RMSE.
+64×64 crops; depth loss in fractions of each stack's focus range. Validation on the 20 held-out synthetic_focal
+training scenes (train[180:]) keeps the best checkpoint by RMSE.
 Hardware: 2 CPU cores, about 2 hours for the default 20,000 updates (the engine draws in 2 grain threads
 beside the training). `configs/engine_small.py:runlocal` is a 4-step smoke run; `:steps=N` sets the budget.
 
@@ -117,7 +117,7 @@ def get_config(arg=None):
         config.model_init.checkpoint = SECOND_STAGE_EXPORT
         config.input.crop_sizes = ((96, 96), (128, 128))
         config.optimizer.update(lr=2e-4, warmup_steps=100)
-    elif arg.stage in (4, 5, 6, 7, 8, 9, 10, 11):
+    elif arg.stage in (4, 5, 6, 7, 8, 9, 10, 11, 12):
         config.model_init.checkpoint = {4: THIRD_STAGE_EXPORT, 5: FOURTH_STAGE_EXPORT}.get(arg.stage,
                                                                                          FIFTH_STAGE_EXPORT)
         config.input.crop_sizes = ((96, 96), (128, 128)) if arg.stage == 4 else ((128, 128),)
@@ -139,8 +139,10 @@ def get_config(arg=None):
         if arg.stage == 11:
             config.model.full_resolution_refinement = True
             config.optimizer.lr = 1.5e-4  # the refinement starts from scratch
+        if arg.stage == 12:
+            config.model.cost_upsampling = "joint_bilateral"  # its reach and sigma: DualFocusConfig's defaults
     elif arg.stage != 1:
-        raise ValueError(f"configs/engine_small.py: stage must be 1 to 11, not {arg.stage}")
+        raise ValueError(f"configs/engine_small.py: stage must be 1 to 12, not {arg.stage}")
     steps = arg.steps or {1: 20000, 2: 8000, 3: 5000, 11: 2500}.get(arg.stage, 3000)
     config.train.update(total_steps=steps, log_every_steps=100, validate_every_steps=2000)
     config.checkpoint.update(every_steps=500, keep_latest=2, keep_best=1, best_metric="rmse", best_mode="min")

@@ -4,7 +4,8 @@ Pipeline (docs/design/METHOD.md "Network"): sort the slices by focus position �
 ImageNet-normalise → shared 2D encoder (features at 1/32, 1/16, 1/8, 1/4) → focal volumes ([V, ΔV], ΔV or
 V by variant) → optional spatial branch, whose integrable surfaces join the volume at the solver's level →
 3D decoder (a cost per slice at four levels) → per level: bilinear upsampling of the costs to the input
-size (the finest, optionally, corrected at that size from the slices' pixels: `refinement.py`), softmax
+size (the finest, optionally, guided by the colours of a first pass's all-in-focus image:
+`guided_upsampling.py`, or corrected at that size from the slices' pixels: `refinement.py`), softmax
 over slices, depth as the expectation of the focus positions (or of their inverse,
 `DualFocusConfig.expectation`) → at inference, optionally, the
 exact unimodal projection of the finest p → uncertainty and all-in-focus image.
@@ -26,6 +27,7 @@ from dualfocus_jax.model.config import PAD_MULTIPLE, DualFocusConfig
 from dualfocus_jax.model.decoder import FocalDecoder
 from dualfocus_jax.model.encoder import FocalStackEncoder
 from dualfocus_jax.model.focal_volume import enhanced_focal_volume
+from dualfocus_jax.model.guided_upsampling import joint_bilateral_upsample
 from dualfocus_jax.model.padding import crop_spatial, pad_spatial, padding_to_multiple
 from dualfocus_jax.model.refinement import FullResolutionRefinement
 from dualfocus_jax.model.resampling import resize_bilinear_hw
@@ -139,10 +141,15 @@ class DualFocusNet(nn.Module):
         costs = FocalDecoder(cfg.decoder_channels, cfg.norm_groups, cfg.conv3d_impl, compute,
                              name="decoder")(tuple(volumes))
         # Costs are upsampled as logits (before the softmax), as DFV does, then cropped to the input.
-        logits_levels = [
-            crop_spatial(resize_bilinear_hw(cost, hp, wp, channel_last=False), pads, spatial_axes=(2, 3))
-            for cost in reversed(costs)
-        ]
+        upsampled = [resize_bilinear_hw(cost, hp, wp, channel_last=False) for cost in reversed(costs)]
+        if cfg.cost_upsampling == "joint_bilateral":
+            # Guided by the all-in-focus image of the bilinear pass: it is sharp wherever a slice is. The guide
+            # only sets weights, so training does not push the costs to change it (no gradient through it).
+            guide = jax.lax.stop_gradient(jnp.einsum("bshw,bshwc->bhwc", jax.nn.softmax(upsampled[0], axis=1),
+                                                     padded))
+            upsampled[0] = joint_bilateral_upsample(costs[-1], guide, reach=cfg.guide_reach,
+                                                    sigma_colour=cfg.guide_sigma)
+        logits_levels = [crop_spatial(cost, pads, spatial_axes=(2, 3)) for cost in upsampled]
         if cfg.full_resolution_refinement:
             logits_levels[0] = FullResolutionRefinement(cfg.refinement_width, cfg.conv3d_impl, compute,
                                                         name="refinement")(logits_levels[0], stack)
