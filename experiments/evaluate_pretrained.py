@@ -10,13 +10,15 @@ Maintainers regenerate the model shipped with the package (and its results page)
     python -m experiments.evaluate_pretrained --workdir runs/engine_small_stage5 --replace_shipped
 
 (the fifth stage starts from the fourth's export in dualfocus_jax/pretrained/; configs/engine_small.py gives
-the commands of every stage).
+the commands of every stage). --replace_shipped exports with the colour-guided upsampling of the finest costs
+(`SHIPPED_COST_UPSAMPLING`); the fifth stage trained with bilinear upsampling, and its own export, kept for the
+stage tables, is dualfocus_jax/pretrained/small_engine_stage5.
 
 1. Exports the latest checkpoint's parameters + model config (the one the run recorded in
    <workdir>/model.json, else the one its recorded <workdir>/config.json builds; only for older workdirs that
    recorded neither, the one --config builds) to --out (`save_exported_checkpoint`).
    The export is written beside the folder and renamed into place when complete. Nothing is written into
-   the shipped model `dualfocus_jax/pretrained/small_engine_stage5/` or `experiments/results/pretrained_small.md`
+   the shipped model `dualfocus_jax/pretrained/small_engine_stage5_guided/` or `experiments/results/pretrained_small.md`
    unless --replace_shipped says so. --noexport evaluates what is already in the folder.
 2. Renders the Middlebury motorcycle scene the way experiments/classical_demo.py does (layered thin lens,
    NYUv2 camera, focus positions evenly over the valid depth range), at --downscale, for 5 and 10 slices;
@@ -29,6 +31,7 @@ Writes <out>/evaluation.md (experiments/results/pretrained_small.md with --repla
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import os
@@ -53,12 +56,16 @@ from dualfocus_jax.inference import (
     save_exported_checkpoint,
 )
 from dualfocus_jax.model import DualFocusConfig
+from dualfocus_jax.model.config import COST_UPSAMPLINGS
 from dualfocus_jax.training.checkpointing import CheckpointError, latest_saved_step, restore_params
 from dualfocus_jax.training.trainer import RUN_MODEL, model_config_from
 
 RESULTS = os.path.join("experiments", "results", "pretrained_small.md")
 # The recipe of the shipped model: --replace_shipped falls back to it for a workdir that recorded no config.
 SHIPPED_CONFIG = "configs/engine_small.py:stage=5"
+# The shipped model upsamples the fifth stage's finest costs guided by colour (chosen on validation stacks by
+# experiments/choose_cost_upsampling.py); the run itself trained with bilinear upsampling.
+SHIPPED_COST_UPSAMPLING = "joint_bilateral"
 REPORT = "evaluation.md"
 SHIPPED_LABEL = f"dualfocus_jax/pretrained/{os.path.basename(DEFAULT_CHECKPOINT)}/"
 SHIPPED_NOTES = (
@@ -87,6 +94,9 @@ flags.DEFINE_bool("export", True, "export the workdir's latest checkpoint; --noe
                   "in the folder", flag_values=FLAGS)
 flags.DEFINE_bool("export_only", False, "export without evaluating", flag_values=FLAGS)
 flags.DEFINE_integer("downscale", 2, "downscale of the rendered motorcycle scene", flag_values=FLAGS)
+flags.DEFINE_enum("cost_upsampling", None, list(COST_UPSAMPLINGS), "export with this upsampling of the finest costs "
+                  "(DualFocusConfig.cost_upsampling, no parameters of its own) instead of the run's; the shipped "
+                  f"model: {SHIPPED_COST_UPSAMPLING}", flag_values=FLAGS)
 
 
 def motorcycle_rows(params, config, *, num_slices: int, downscale: int, name: str = "shipped") -> dict:
@@ -177,11 +187,14 @@ def check_destination(out: str, shipped: str, replace_shipped: bool, noexport: b
                          "or empty folder so nothing in it is overwritten.")
 
 
-def export(workdir: str, out: str, config_spec: str | None, command: str) -> int:
+def export(workdir: str, out: str, config_spec: str | None, command: str, cost_upsampling: str | None = None) -> int:
     """Writes the export into a sibling temporary folder and renames it into place (an earlier export there is
-    replaced only once the new one is complete). Returns the exported step."""
+    replaced only once the new one is complete). Returns the exported step. `cost_upsampling` replaces the run's
+    (an inference setting without parameters)."""
     params, step = restore_params(workdir)
     model_config, source = run_model_config(workdir, config_spec)
+    if cost_upsampling:
+        model_config = dataclasses.replace(model_config, cost_upsampling=cost_upsampling)
     provenance = {"trained_by": (f"python -m experiments.train --config {config_spec} --workdir {workdir}"
                                  if source == config_spec else f"the run in {workdir} (resolved config: "
                                  f"{os.path.join(workdir, 'config.json')})"),
@@ -220,7 +233,8 @@ def main(argv=None) -> int:
             if latest_saved_step(FLAGS.workdir) is None:
                 raise ValueError(f"no checkpoint in {os.path.join(os.path.abspath(FLAGS.workdir), 'checkpoints')}; "
                                  "train first, or point --workdir at a training workdir.")
-            step = export(FLAGS.workdir, out, config_spec, command)
+            cost_upsampling = FLAGS.cost_upsampling or (SHIPPED_COST_UPSAMPLING if FLAGS.replace_shipped else None)
+            step = export(FLAGS.workdir, out, config_spec, command, cost_upsampling)
             print(f"exported step {step} of {os.path.abspath(FLAGS.workdir)} to {out}", flush=True)
         params, model_config = load_exported_checkpoint(out)
     except (ValueError, CheckpointError) as error:

@@ -6,6 +6,7 @@ training workdir. The workdir here is a real one (the trainer's checkpoint layou
 the initial state of the demo's small model, so no training is needed.
 """
 
+import dataclasses
 import hashlib
 import os
 import re
@@ -85,9 +86,14 @@ def test_export_goes_to_the_named_folder_with_the_runs_config(workdir, tmp_path,
                                        jax.tree_util.tree_leaves_with_path(expected), strict=True):
         np.testing.assert_array_equal(leaf, want, err_msg=jax.tree_util.keystr(path))
     assert sorted(os.listdir(tmp_path)) == ["my_export"]  # no staging folder left beside it
-    # Exporting again replaces the earlier export in place.
-    assert evaluate_pretrained.main(["--workdir", str(workdir), "--out", str(out), "--export_only"]) == 0
+    assert config.cost_upsampling == "bilinear"  # the run's own
+    # Exporting again replaces the earlier export in place; --cost_upsampling changes only that setting.
+    assert evaluate_pretrained.main(["--workdir", str(workdir), "--out", str(out), "--export_only",
+                                     "--cost_upsampling", "joint_bilateral"]) == 0
     assert sorted(os.listdir(tmp_path)) == ["my_export"]
+    guided_params, guided = load_exported_checkpoint(str(out))
+    assert guided == dataclasses.replace(config, cost_upsampling="joint_bilateral")
+    assert jax.tree.all(jax.tree.map(np.array_equal, guided_params, params))
 
 
 @pytest.mark.parametrize("target", ["shipped", "inside_shipped", "busy_folder", "a_file"])
