@@ -31,7 +31,8 @@ def joint_bilateral_upsample(low_BShw: jax.Array, guide_BHWC: jax.Array, *, reac
       low_BShw: (B, S, h, w) costs (logits) on the low-resolution grid.
       guide_BHWC: (B, H, W, C) guide image with H = k·h, W = k'·w for integers k, k'.
       reach: half-width of the spatial tent in low-resolution cells (1: the 2×2 cells bilinear reads).
-      sigma_colour: colour scale of the range weight, in the guide's units (mean squared channel difference).
+      sigma_colour: colour scale σ of the range weight exp(−d / 2σ²), d the mean squared channel difference
+        between the pixel's guide colour and the cell's (so σ is an RMS difference, in the guide's units).
 
     Returns:
       (B, S, H, W) float32 costs. With sigma_colour = inf this is bilinear upsampling with half-pixel centres
@@ -72,7 +73,7 @@ def joint_bilateral_upsample(low_BShw: jax.Array, guide_BHWC: jax.Array, *, reac
     # Loops over the (2·reach)² candidates (lax.scan), so memory and compile time stay those of one candidate.
     def closer(closest, candidate):
         tent_y, tent_x, rows, cols = candidate
-        tent = tent_y[:, None] * tent_x[None, :]
+        tent = jnp.outer(tent_y, tent_x)
         return jnp.minimum(closest, jnp.where(tent > 0, colour_distance(rows, cols), jnp.inf)), None
 
     # Distances relative to the closest candidate with spatial weight, so the best match weighs 1 and the
@@ -81,8 +82,8 @@ def joint_bilateral_upsample(low_BShw: jax.Array, guide_BHWC: jax.Array, *, reac
 
     def accumulate(sums, candidate):
         tent_y, tent_x, rows, cols = candidate
-        tent = tent_y[:, None] * tent_x[None, :]
-        weight = (tent * jnp.exp(-(colour_distance(rows, cols) - closest) / (2.0 * sigma_colour ** 2)))[:, None]
+        colour_weight = jnp.exp(-(colour_distance(rows, cols) - closest) / (2.0 * sigma_colour ** 2))
+        weight = (jnp.outer(tent_y, tent_x) * colour_weight)[:, None]
         return (sums[0] + weight * low[:, :, rows][:, :, :, cols], sums[1] + weight), None
 
     initial = (jnp.zeros((b, s, height, width), jnp.float32), jnp.zeros((b, 1, height, width), jnp.float32))
