@@ -113,10 +113,10 @@ def run_case(size: str, variant: str, slices: int, height: int, width: int, repe
     )
 
 
-def _case_in_subprocess(size, variant, shape, repeats, dtype, parts: bool = False):
+def _case_in_subprocess(size, variant, shape, repeats, dtype, cost_upsampling="bilinear", parts: bool = False):
     """run_case's dict (or with parts, time_parts' rows) from a fresh subprocess."""
     command = [sys.executable, "-m", "benchmarks.bench_model", f"--case={','.join([size, variant, *map(str, shape)])}",
-               f"--repeats={repeats}", f"--dtype={dtype}", f"--cost_upsampling={FLAGS.cost_upsampling}",
+               f"--repeats={repeats}", f"--dtype={dtype}", f"--cost_upsampling={cost_upsampling}",
                f"--{'' if parts else 'no'}parts"]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
@@ -125,7 +125,7 @@ def _case_in_subprocess(size, variant, shape, repeats, dtype, parts: bool = Fals
 
 
 def print_parts(size: str, variant: str, shape, repeats: int, peak: float) -> None:
-    rows = _case_in_subprocess(size, variant, shape, repeats, FLAGS.dtype, parts=True)
+    rows = _case_in_subprocess(size, variant, shape, repeats, FLAGS.dtype, FLAGS.cost_upsampling, parts=True)
     total = sum(row["forward_s"] for row in rows)
     print()
     print(f"Parts of {size}/{variant} at {'×'.join(map(str, shape))} ({FLAGS.dtype}), each jitted alone "
@@ -182,7 +182,8 @@ def main(argv=None) -> int:
     for size in sizes:
         for shape in shapes:
             for variant in variants_at(shape):
-                result = _case_in_subprocess(size, variant, shape, repeats_at(shape), FLAGS.dtype)
+                result = _case_in_subprocess(size, variant, shape, repeats_at(shape), FLAGS.dtype,
+                                             FLAGS.cost_upsampling)
                 achieved = result["flops"] / result["forward_s"]
                 reference = REFERENCE_DFV_SECONDS.get(tuple(shape))
                 ratio = (f"{result['forward_s'] / reference:.2f}"

@@ -110,10 +110,11 @@ def test_the_benchmarks_command_lines_for_each_other_parse(monkeypatch):
 
     monkeypatch.setattr(subprocess, "run", fake_run)
     parse_flags(bench_model.FLAGS, [], program="bench_model", doc="")
-    bench_model._case_in_subprocess("small", "dfv", (3, 64, 48), 2, "bfloat16")
+    bench_model._case_in_subprocess("small", "dfv", (3, 64, 48), 2, "bfloat16", "joint_bilateral")
     parse_flags(bench_model.FLAGS, commands[-1][3:], program="bench_model", doc="")
     assert (bench_model.FLAGS.case, bench_model.FLAGS.repeats, bench_model.FLAGS.dtype) == (
         ["small", "dfv", "3", "64", "48"], 2, "bfloat16")
+    assert bench_model.FLAGS.cost_upsampling == "joint_bilateral"
     parse_flags(bench_classical.FLAGS, ["--repeats=3", "--time_budget=1.5"], program="bench_classical", doc="")
     bench_classical._run_case_in_subprocess("render layered", 64, 3)
     parse_flags(bench_classical.FLAGS, commands[-1][3:], program="bench_classical", doc="")
