@@ -23,7 +23,6 @@ import os
 import sys
 import time
 
-import jax.numpy as jnp
 import numpy as np
 from absl import flags
 
@@ -34,9 +33,15 @@ from dualfocus_jax.command_flags import parse_flags
 from dualfocus_jax.compilation_cache import enable_compilation_cache
 from dualfocus_jax.engine import CAMERA_FAMILIES, CATALOGUE, SCENE_FAMILIES, EngineSettings, draw_focal_stack
 from dualfocus_jax.inference import CheckpointError, load_exported_checkpoint
-from dualfocus_jax.rendering import render_focal_stack
 from experiments.data_setup import open_split_preparing
-from experiments.evaluate_generalisation import Method, Scene, mean_over_images, record_camera, score_scene
+from experiments.evaluate_generalisation import (
+    Method,
+    Scene,
+    mean_over_images,
+    protocol_rendered_stack,
+    record_camera,
+    score_scene,
+)
 
 DEFAULT_CHECKPOINT = "dualfocus_jax/pretrained/small_engine_stage5"
 DEFAULT_SETTINGS = ("1:0.05", "1:0.1", "2:0.05", "2:0.1", "3:0.05", "4:0.05", "4:0.08", "6:0.05")
@@ -87,12 +92,8 @@ def engine_validation_scenes(per_count: int):
             example = f"{count:02d}_{index}"
             yield Scene(DATASETS[0], example, drawn[F.STACK].astype(np.float32) / 255.0, focus, drawn[F.DEPTH],
                         drawn[F.VALID], aif, groups)
-            protocol = render_focal_stack(jnp.asarray(aif), jnp.asarray(drawn[F.DEPTH]),
-                                          jnp.asarray(focus, jnp.float32), record_camera(drawn["meta"]),
-                                          mode="layered")
-            protocol_u8 = np.clip(np.round(np.asarray(protocol) * 255.0), 0, 255)
-            yield Scene(DATASETS[1], example, (protocol_u8 / 255.0).astype(np.float32), focus, drawn[F.DEPTH],
-                        drawn[F.VALID], aif, groups)
+            protocol = protocol_rendered_stack(aif, drawn[F.DEPTH], focus, record_camera(drawn["meta"]), "layered")
+            yield Scene(DATASETS[1], example, protocol, focus, drawn[F.DEPTH], drawn[F.VALID], aif, groups)
 
 
 def synthetic_validation_scenes(limit: int, data_dir: str | None):

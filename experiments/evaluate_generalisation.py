@@ -333,11 +333,17 @@ def protocol_rendered_scenes(sizes: Sizes, data_dir: str | None, mode: str = "la
     window), stored as 8-bit, without noise or JPEG: the same scenes from a renderer the engine does not use."""
     for count, record in _engine_records(sizes, data_dir):
         image = np.asarray(record["aif"], np.float32) / 255.0
-        stack = render_focal_stack(jnp.asarray(image), jnp.asarray(record["depth"], jnp.float32),
-                                   jnp.asarray(record["focus_positions"], jnp.float32), record_camera(record),
-                                   mode=mode, kernel_size=7)
-        stack_u8 = np.clip(np.round(np.asarray(stack) * 255.0), 0, 255)
-        yield _engine_scene(PROTOCOL_LABELS[mode], count, record, (stack_u8 / 255.0).astype(np.float32))
+        stack = protocol_rendered_stack(image, record["depth"], record["focus_positions"], record_camera(record), mode)
+        yield _engine_scene(PROTOCOL_LABELS[mode], count, record, stack)
+
+
+def protocol_rendered_stack(image_HWC, depth_HW, focus_S, camera: ThinLensCamera, mode: str) -> np.ndarray:
+    """(S, H, W, 3) float32 in [0, 1]: `render_focal_stack(mode=mode)` (the Gaussian one in the protocol's 7 × 7
+    window) of an image in [0, 1], stored as 8-bit as a dataset would store it."""
+    stack = render_focal_stack(jnp.asarray(image_HWC, jnp.float32), jnp.asarray(depth_HW, jnp.float32),
+                               jnp.asarray(focus_S, jnp.float32), camera, mode=mode, kernel_size=7)
+    stack_u8 = np.clip(np.round(np.asarray(stack) * 255.0), 0, 255)
+    return (stack_u8 / 255.0).astype(np.float32)
 
 
 def scene_blur_span_px(record) -> float:
