@@ -127,7 +127,7 @@ def get_config(arg=None):
         config.model_init.checkpoint = SECOND_STAGE_EXPORT
         config.input.crop_sizes = ((96, 96), (128, 128))
         config.optimizer.update(lr=2e-4, warmup_steps=100)
-    elif arg.stage in (4, 5, 6, 7, 8, 9, 10, 11, 12):
+    elif arg.stage in (4, 5, 6, 7, 8, 9, 10, 11, 12, 13):
         config.model_init.checkpoint = {4: THIRD_STAGE_EXPORT, 5: FOURTH_STAGE_EXPORT}.get(arg.stage,
                                                                                          FIFTH_STAGE_EXPORT)
         config.input.crop_sizes = ((96, 96), (128, 128)) if arg.stage == 4 else ((128, 128),)
@@ -151,8 +151,10 @@ def get_config(arg=None):
             config.optimizer.lr = 1.5e-4  # the refinement starts from scratch
         if arg.stage == 12:
             config.model.cost_upsampling = "joint_bilateral"  # its reach and sigma: DualFocusConfig's defaults
+        if arg.stage == 13:
+            config.model.slice_prior = "blur_cells"
     elif arg.stage != 1:
-        raise ValueError(f"configs/engine_small.py: stage must be 1 to 12, not {arg.stage}")
+        raise ValueError(f"configs/engine_small.py: stage must be 1 to 13, not {arg.stage}")
     steps = arg.steps or {1: 20000, 2: 8000, 3: 5000, 11: 2500}.get(arg.stage, 3000)
     config.train.update(total_steps=steps, log_every_steps=100, validate_every_steps=2000)
     config.checkpoint.update(every_steps=500, keep_latest=2, keep_best=1, best_metric="rmse", best_mode="min")

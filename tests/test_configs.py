@@ -101,7 +101,7 @@ def override_value(field):
                "solver_stride": 8, "pad_mode": "reflect", "conv3d_impl": "lax", "use_focal": True,  # on a no_focal base
                "pyramid_pool_grids": (1, 3), "level_weights": (0.25, 0.25, 0.25, 0.25),
                "gt_min_valid_fraction": 0.75, "tau_rel": 0.25, "smooth_l1_beta": 0.5, "dtype": "bfloat16",
-               "expectation": "inverse_focus", "cost_upsampling": "joint_bilateral"}
+               "expectation": "inverse_focus", "cost_upsampling": "joint_bilateral", "slice_prior": "blur_cells"}
     if field.name in special:
         value = special[field.name]
     elif isinstance(field.default, bool):

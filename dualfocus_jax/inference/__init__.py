@@ -15,7 +15,7 @@ _SOURCES = {
     "checkpoint_io": ("DEFAULT_CHECKPOINT", "CheckpointError", "load_exported_checkpoint", "save_exported_checkpoint"),
     "depth_prediction": ("METHODS", "DepthPrediction", "predict_depth"),
     "focus_units": ("MAX_LINEAR_SPAN", "FocusWorkingUnits", "depth_from_slice_probabilities", "focus_working_units",
-                    "from_inverse_distance"),
+                    "from_inverse_distance", "with_slice_prior"),
     "pipeline": ("parse_focus_distances", "run_prediction"),
     "point_cloud": ("DEFAULT_FOV_DEG", "depth_to_points", "intrinsics_from_fov", "write_ply"),
 }

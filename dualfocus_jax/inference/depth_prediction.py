@@ -27,6 +27,7 @@ from dualfocus_jax.inference.focus_units import (
     depth_from_slice_probabilities,
     focus_working_units,
     from_inverse_distance,
+    with_slice_prior,
 )
 from dualfocus_jax.inference.traced_network import CheckpointNetwork, network_probabilities
 
@@ -79,9 +80,10 @@ def predict_depth(images_SHWC: np.ndarray, focus_distances_S: np.ndarray, *, met
     if method == "network" and network is None and (params is None or config is None):
         raise ValueError("method 'network' needs params and config (load_exported_checkpoint()) or a network "
                          "(traced_network.load_network()).")
-    expectation = "focus"
+    expectation, slice_prior = "focus", "none"
     if method == "network":
         expectation = network.expectation if network is not None else config.expectation
+        slice_prior = network.slice_prior if network is not None else config.slice_prior
     units = focus_working_units(focus_distances_S, focus_unit, expectation)
     near_to_far = units.near_to_far_S
     back_to_given = np.argsort(near_to_far)  # near-to-far index -> given (ascending) index
@@ -94,7 +96,8 @@ def predict_depth(images_SHWC: np.ndarray, focus_distances_S: np.ndarray, *, met
                 return network_probabilities(params, config, images)
         prob, aif = _mirror_averaged(run, stack) if flips else run(stack)
         prob = np.asarray(prob)
-        depth, uncertainty = depth_from_slice_probabilities(prob, units)
+        # Depth from the weighted probabilities; the all-in-focus weights stay as the network blends them.
+        depth, uncertainty = depth_from_slice_probabilities(with_slice_prior(prob, units, slice_prior), units)
         return DepthPrediction(depth, uncertainty, np.clip(np.asarray(aif, np.float32), 0, 1), units,
                                prob[back_to_given].astype(np.float32))
     return _classical(images[near_to_far], units, back_to_given)

@@ -32,6 +32,8 @@ import dataclasses
 
 import numpy as np
 
+from dualfocus_jax.focus_statistics import SLICE_PRIORS, with_blur_cell_prior
+
 MAX_LINEAR_SPAN = 10.0
 FOCUS_UNITS = ("distance", "diopter", "disparity")
 FOCUS_ORDERS = ("near_to_far", "far_to_near")
@@ -127,6 +129,19 @@ def non_finite_hint(focus_unit: str) -> str:
         return ("give a slice focused at infinity a large finite distance (e.g. 100x the farthest other one), "
                 "drop it, or give all values in diopters (infinity = 0) with --focus_unit diopter.")
     return "drop the slice, or give it a finite value."
+
+
+def with_slice_prior(prob_SHW: np.ndarray, units: FocusWorkingUnits, slice_prior: str) -> np.ndarray:
+    """The network's per-slice probabilities (NEAR-TO-FAR, as `units.values_S`) weighted as the model's
+    `DualFocusConfig.slice_prior` asks (focus_statistics.py), in this stack's blur-linear value: inverse
+    distance for distances, the value itself for diopters and disparities. A stack known by its order only
+    has no spacing to weight by: its probabilities come back unchanged."""
+    if slice_prior not in SLICE_PRIORS:
+        raise ValueError(f"slice_prior must be one of {SLICE_PRIORS}, got {slice_prior!r}.")
+    if slice_prior == "none" or units.mode == "slice index":
+        return prob_SHW
+    blur_values = 1.0 / units.values_S if units.mode == "distance" else units.values_S
+    return with_blur_cell_prior(np.asarray(prob_SHW, np.float64)[None], np.asarray(blur_values, np.float64)[None])[0]
 
 
 def depth_from_slice_probabilities(prob_SHW: np.ndarray, units: FocusWorkingUnits) -> tuple[np.ndarray, np.ndarray]:

@@ -79,6 +79,11 @@ class CheckpointNetwork:
         return f"{fields['size']}/{fields['variant']}"
 
     @property
+    def slice_prior(self) -> str:
+        """The model's `DualFocusConfig.slice_prior` ("none" for checkpoints exported before the field)."""
+        return json.loads(self.config_text).get("slice_prior", "none")
+
+    @property
     def expectation(self) -> str:
         """The model's `DualFocusConfig.expectation` ("focus" for checkpoints exported before the field)."""
         return json.loads(self.config_text).get("expectation", "focus")
@@ -161,6 +166,8 @@ def _forward(params, config: DualFocusConfig, images_SHWC):
     # Slice indices as focus values: the network only sorts by them (the given order is near to far, the
     # order it was trained on) and the expectation is redone outside in the working units.
     order = jnp.arange(s, dtype=jnp.float32)[None]
+    # So are the slice weights, which need the focus values (focus_units.with_slice_prior).
+    config = dataclasses.replace(config, slice_prior="none")
     outputs = DualFocusNet(config).apply(params, images_SHWC[None], order, train=False)
     return outputs.prob[0], outputs.all_in_focus[0]
 

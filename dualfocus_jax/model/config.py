@@ -27,7 +27,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from dualfocus_jax.focus_statistics import EXPECTATION_SPACES
+from dualfocus_jax.focus_statistics import EXPECTATION_SPACES, SLICE_PRIORS
 
 SIZES = ("small", "paper")
 VARIANTS = ("dualfocus", "no_spatial", "no_focal", "dfv", "fv")
@@ -95,6 +95,11 @@ class DualFocusConfig:
     Depth:
       expectation: "focus" (D = Σ p_n f_n, any unit) or "inverse_focus" (D = 1 / Σ p_n / f_n, linear in
         inverse distance as blur is; focus positions must be distances > 0). See `focus_statistics.py`.
+      slice_prior: "none" or "blur_cells": every level's focus probabilities (after the inference-time
+        projection) weighted by the width of each slice's cell in inverse focus distance and renormalised
+        (`focus_statistics.with_blur_cell_prior`; our extension: stacks spaced evenly in metres otherwise
+        come out biased far). Focus positions must be distances > 0. The predictor applies the same weights
+        to the network's probabilities in the stack's own focus unit (`inference/focus_units.py`).
     Input:
       pad_mode: "edge" or "reflect" padding of H and W up to a multiple of 32 (cropped back after).
     Precision:
@@ -146,6 +151,7 @@ class DualFocusConfig:
     gt_min_valid_fraction: float = 0.5
     # Depth.
     expectation: str = "focus"
+    slice_prior: str = "none"
     # Input.
     pad_mode: str = "edge"
     # Precision.
@@ -161,6 +167,7 @@ class DualFocusConfig:
         need(self.volume_mode in VOLUME_MODES, f"volume_mode must be one of {VOLUME_MODES}, got {self.volume_mode!r}.")
         need(self.expectation in EXPECTATION_SPACES,
              f"expectation must be one of {EXPECTATION_SPACES}, got {self.expectation!r}.")
+        need(self.slice_prior in SLICE_PRIORS, f"slice_prior must be one of {SLICE_PRIORS}, got {self.slice_prior!r}.")
         need(self.solver in SOLVERS, f"solver must be one of {SOLVERS}, got {self.solver!r}.")
         need(
             self.solver_stride in SOLVER_STRIDES,

@@ -8,10 +8,12 @@ size (the finest, optionally, guided by the colours of a first pass's all-in-foc
 `guided_upsampling.py`, or corrected at that size from the slices' pixels: `refinement.py`), softmax
 over slices, depth as the expectation of the focus positions (or of their inverse,
 `DualFocusConfig.expectation`) → at inference, optionally, the
-exact unimodal projection of the finest p → uncertainty and all-in-focus image.
+exact unimodal projection of the finest p → optionally p weighted by each slice's cell in inverse focus
+distance (`DualFocusConfig.slice_prior`) → uncertainty and all-in-focus image.
 
-The focus positions enter only the sort and the expectations, so they may be in any unit (metres, dioptres,
-disparity) and differ per example. The module has no mutable state: `model.apply(params, ...)` is pure.
+The focus positions enter only the sort, the expectations and (with `slice_prior`, which needs distances)
+the slice weights, so they may be in any unit (metres, dioptres, disparity) and differ per example. The
+module has no mutable state: `model.apply(params, ...)` is pure.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from dualfocus_jax.focus_statistics import depth_uncertainty, expected_depth
+from dualfocus_jax.focus_statistics import depth_uncertainty, expected_depth, with_blur_cell_prior
 from dualfocus_jax.model.compile_options import FAST_COMPILE_OPTIONS
 from dualfocus_jax.model.config import PAD_MULTIPLE, DualFocusConfig
 from dualfocus_jax.model.decoder import FocalDecoder
@@ -83,8 +85,8 @@ class DualFocusOutput:
       depth: (B, H, W) Σ_n p_n f_n, in the unit of the focus positions.
       uncertainty: (B, H, W) sqrt(Σ_n p_n (depth − f_n)²), same unit.
       prob: (B, S, H, W) focus probabilities of the finest level (unimodal-projected at inference if the
-        config asks for it).
-      all_in_focus: (B, H, W, 3) Σ_n p_n I_n.
+        config asks for it, then weighted by the slice prior if it has one).
+      all_in_focus: (B, H, W, 3) Σ_n p_n I_n, p before the slice prior (it blends by sharpness).
       depth_levels: list of 4 (B, H, W) depths of the deep-supervision levels at input resolution, finest
         first (unprojected, for L_depth).
       focus_positions: (B, S) the sorted focus positions.
@@ -154,17 +156,23 @@ class DualFocusNet(nn.Module):
             logits_levels[0] = FullResolutionRefinement(cfg.refinement_width, cfg.conv3d_impl, compute,
                                                         name="refinement")(logits_levels[0], stack)
         prob_levels = [jax.nn.softmax(logits, axis=1) for logits in logits_levels]
-        depth_levels = [expected_depth(prob, focus, cfg.expectation) for prob in prob_levels]
-
         prob = prob_levels[0]
         if not train and cfg.project_unimodal_at_inference:
             prob = project_unimodal(prob, axis=1)
+        # The all-in-focus image blends by how sharp each slice is, before any weights on depth.
+        all_in_focus = jnp.einsum("bshw,bshwc->bhwc", prob, stack)
+        if cfg.slice_prior == "blur_cells":
+            # After the projection, so that the predictor, which runs the network without the focus values and
+            # weights its probabilities afterwards (inference/focus_units.py), computes exactly this.
+            prob_levels = [with_blur_cell_prior(p, 1.0 / focus) for p in prob_levels]
+            prob = with_blur_cell_prior(prob, 1.0 / focus)
+        depth_levels = [expected_depth(p, focus, cfg.expectation) for p in prob_levels]
         depth = expected_depth(prob, focus, cfg.expectation)
         return DualFocusOutput(
             depth=depth,
             uncertainty=depth_uncertainty(prob, focus, depth, cfg.expectation),
             prob=prob,
-            all_in_focus=jnp.einsum("bshw,bshwc->bhwc", prob, stack),
+            all_in_focus=all_in_focus,
             depth_levels=depth_levels,
             focus_positions=focus,
             surface_gradients=surface_gradients,

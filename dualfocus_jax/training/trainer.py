@@ -203,7 +203,7 @@ def check_run(config, workdir: str, mode: str = "train_and_eval"):
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}.")
     workdir = os.path.abspath(workdir)
     model_config = model_config_from(config.model)  # validates the model block before anything heavy
-    check_sources_suit_expectation(config.input.sources, model_config.expectation)
+    check_sources_suit_expectation(config.input.sources, model_config.expectation, model_config.slice_prior)
     # Builds the evaluators (and validation's protocol), so a bad kind or protocol is reported before training.
     build_evaluators({"validation": config.validation} if config.validation.dataset else {})
     build_evaluators(config.evals)
@@ -218,15 +218,20 @@ def check_run(config, workdir: str, mode: str = "train_and_eval"):
     return model_config, optimizer, schedule, total_steps
 
 
-def check_sources_suit_expectation(sources, expectation: str) -> None:
-    """ValueError when a model averaging over inverse focus distance would train on disparity focus values."""
-    if expectation != "inverse_focus":
+def check_sources_suit_expectation(sources, expectation: str, slice_prior: str = "none") -> None:
+    """ValueError when a model that works in inverse focus distance (an expectation over it, or slice weights
+    by it) would train on disparity focus values."""
+    settings = [setting for setting, used in (("config.model.expectation='inverse_focus'",
+                                               expectation == "inverse_focus"),
+                                              ("config.model.slice_prior='blur_cells'", slice_prior == "blur_cells"))
+                if used]
+    if not settings:
         return
     for name, source in sources.items():
         if source.get("dataset") in DISPARITY_FOCUS_DATASETS:
             raise ValueError(f"config.input.sources.{name} ({source.dataset}) gives focus positions as disparities, "
-                             "but config.model.expectation='inverse_focus' needs focus distances (> 0); use "
-                             "expectation='focus' for it, or leave that source out.")
+                             f"but {' and '.join(settings)} need focus distances (> 0); use expectation='focus' "
+                             "and slice_prior='none' for it, or leave that source out.")
 
 
 class WorkdirBusy(ValueError):
