@@ -6,19 +6,18 @@
 
 Maintainers regenerate the model shipped with the package (and its results page) with
 
-    python -m experiments.train --config configs/engine_small.py:stage=5 --workdir runs/engine_small_stage5
-    python -m experiments.evaluate_pretrained --workdir runs/engine_small_stage5 --replace_shipped
+    python -m experiments.train --config configs/engine_small.py:stage=13 --workdir runs/engine_small_stage13
+    python -m experiments.evaluate_pretrained --workdir runs/engine_small_stage13 --replace_shipped
 
-(the fifth stage starts from the fourth's export in dualfocus_jax/pretrained/; configs/engine_small.py gives
+(the thirteenth stage starts from the fifth's export in dualfocus_jax/pretrained/; configs/engine_small.py gives
 the commands of every stage). --replace_shipped exports with the colour-guided upsampling of the finest costs
-(`SHIPPED_COST_UPSAMPLING`); the fifth stage trained with bilinear upsampling, and its own export, kept for the
-stage tables, is dualfocus_jax/pretrained/small_engine_stage5.
+(`SHIPPED_COST_UPSAMPLING`); the stage trained with bilinear upsampling.
 
 1. Exports the latest checkpoint's parameters + model config (the one the run recorded in
    <workdir>/model.json, else the one its recorded <workdir>/config.json builds; only for older workdirs that
    recorded neither, the one --config builds) to --out (`save_exported_checkpoint`).
    The export is written beside the folder and renamed into place when complete. Nothing is written into
-   the shipped model `dualfocus_jax/pretrained/small_engine_stage5_guided/` or `experiments/results/pretrained_small.md`
+   the shipped model `dualfocus_jax/pretrained/small_engine_stage13/` or `experiments/results/pretrained_small.md`
    unless --replace_shipped says so. --noexport evaluates what is already in the folder.
 2. Renders the Middlebury motorcycle scene the way experiments/classical_demo.py does (layered thin lens,
    NYUv2 camera, focus positions evenly over the valid depth range), at --downscale, for 5 and 10 slices;
@@ -62,9 +61,9 @@ from dualfocus_jax.training.trainer import RUN_MODEL, model_config_from
 
 RESULTS = os.path.join("experiments", "results", "pretrained_small.md")
 # The recipe of the shipped model: --replace_shipped falls back to it for a workdir that recorded no config.
-SHIPPED_CONFIG = "configs/engine_small.py:stage=5"
-# The shipped model upsamples the fifth stage's finest costs guided by colour (chosen on validation stacks by
-# experiments/choose_cost_upsampling.py); the run itself trained with bilinear upsampling.
+SHIPPED_CONFIG = "configs/engine_small.py:stage=13"
+# The shipped model upsamples its finest costs guided by colour (chosen on validation stacks, for the fifth
+# stage, by experiments/choose_cost_upsampling.py); the run itself trained with bilinear upsampling.
 SHIPPED_COST_UPSAMPLING = "joint_bilateral"
 REPORT = "evaluation.md"
 SHIPPED_LABEL = f"dualfocus_jax/pretrained/{os.path.basename(DEFAULT_CHECKPOINT)}/"
@@ -73,14 +72,16 @@ SHIPPED_NOTES = (
     "distance, diopters or irregularly) and on the embedded synthetic_focal scenes; "
     "experiments/results/generalisation/ scores it on the engine's test split, synthetic_focal, the "
     "motorcycle and the real phone stacks beside the classical baseline and the synthetic-only model.",
-    "- The network never sees focus values, so other units only change the expectation (see "
-    "dualfocus_jax/inference/focus_units.py).",
+    "- The network never sees focus values, so other units only change the expectation and, for a model "
+    "with a slice prior, the slices' weights (see dualfocus_jax/inference/focus_units.py).",
+    "- The synthetic_focal table is the trainer's own report, made with the cost upsampling the run trained with; "
+    "the motorcycle rows and experiments/results/generalisation/ score the exported model.",
 )
 EXPORT_NOTES = (
     "- Compare the 5- and 10-slice rows above before trusting the network on stack lengths it was not trained "
     "on (`--method=classical` is the fallback of the prediction command).",
-    "- The network never sees focus values, so other units only change the expectation (see "
-    "dualfocus_jax/inference/focus_units.py).",
+    "- The network never sees focus values, so other units only change the expectation and, for a model "
+    "with a slice prior, the slices' weights (see dualfocus_jax/inference/focus_units.py).",
 )
 
 FLAGS = flags.FlagValues()  # this command's own (dualfocus_jax/command_flags.py says why)

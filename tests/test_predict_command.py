@@ -75,6 +75,8 @@ def test_command_writes_every_output_with_depth_in_the_focus_unit(generated_stac
     assert points.shape == (HEIGHT * WIDTH, 3) and colours.shape == (HEIGHT * WIDTH, 3)
     np.testing.assert_allclose(points[:, 2], depth.ravel(), rtol=1e-6)
     assert Image.open(out / "aif.png").size == (WIDTH, HEIGHT)
+    # The shipped model weights its slices by their spacing, and says so.
+    assert json.loads((out / "metadata.json").read_text())["slice_prior"] == "blur_cells"
 
 
 def test_depth_follows_the_unit_of_the_focus_distances(generated_stack, tmp_path):

@@ -127,6 +127,8 @@ def run_prediction(stack_dir: str, out_dir: str, *, focus_distances=None, checkp
         network = load_network(checkpoint)
         summary["checkpoint"] = network.folder
         summary["model"] = f"DualFocus {network.label}"
+        # Whether the slices' probabilities were weighted by their spacing (focus_units.with_slice_prior).
+        summary["slice_prior"] = network.slice_prior
         timings["load_checkpoint_s"] = time.perf_counter() - t0
         log(f"[0/5] model: {summary['model']} from {summary['checkpoint']}")
 
