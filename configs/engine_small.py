@@ -102,7 +102,7 @@ the motorcycle worse (0.351 / 0.336 vs 0.339 / 0.327), so it is not shipped.
 
 Thirteenth stage (`configs/engine_small.py:stage=13`, the shipped model `dualfocus_jax/pretrained/small_engine_stage13`
 with colour-guided upsampling): the fifth stage's network and data with its focus probabilities weighted by each
-slice's cell in inverse focus distance (`model.slice_prior="blur_cells"`, `focus_statistics.with_blur_cell_prior`),
+slice's cell in inverse focus distance (`model.slice_prior="blur_cells"`, `slice_prior.with_blur_cell_prior`),
 from the fifth stage's export at lr 1e-4; 3,000 updates (about 30 min). Why: the network never sees the focus
 values, so where several slices are equally sharp it cannot know whether they crowd one end of the range in
 inverse distance (a stack evenly spaced in metres) or not; the weights tell it. Result

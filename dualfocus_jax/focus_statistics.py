@@ -14,14 +14,8 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 EXPECTATION_SPACES = ("focus", "inverse_focus")
-# How the slices' focus probabilities are weighted before any statistic (DualFocusConfig.slice_prior):
-#   none        p_n as the network's softmax (and unimodal projection) gives it.
-#   blur_cells  p_n ∝ p_n · w_n, w_n the width of slice n's cell in a blur-linear value (inverse focus distance);
-#               see `with_blur_cell_prior`.
-SLICE_PRIORS = ("none", "blur_cells")
 
 
 def expected_depth(prob_BSHW: jax.Array, focus_BS: jax.Array, space: str = "focus") -> jax.Array:
@@ -49,31 +43,6 @@ def depth_uncertainty(prob_BSHW: jax.Array, focus_BS: jax.Array, depth_BHW: jax.
     positive = variance > 0
     sigma = jnp.where(positive, jnp.sqrt(jnp.where(positive, variance, 1.0)), 0.0)
     return sigma * jnp.square(depth_BHW) if inverse else sigma
-
-
-def blur_cell_widths(blur_values_BS):
-    """(B, S) width of each slice's cell along a blur-linear axis (inverse focus distance, diopters, disparity),
-    relative to the stack's mean width: half the distance between its two neighbours, the full distance to
-    the one neighbour at either end. Values sorted either way; NumPy arrays in, NumPy out, else jnp."""
-    xp = np if isinstance(blur_values_BS, np.ndarray) else jnp
-    gaps = xp.abs(xp.diff(blur_values_BS, axis=1))
-    widths = xp.concatenate([gaps[:, :1], (gaps[:, :-1] + gaps[:, 1:]) / 2, gaps[:, -1:]], axis=1)
-    return widths / xp.mean(widths, axis=1, keepdims=True)
-
-
-def with_blur_cell_prior(prob_BSHW, blur_values_BS):
-    """p_n · w_n / Σ_m p_m · w_m, w = `blur_cell_widths` (NumPy in, NumPy out, else jnp).
-
-    Why: the network's costs say how sharp each slice is. Where several slices are about equally sharp (inside
-    the depth of field, or between two slices) the depths left possible are spread evenly in blur, i.e. in
-    inverse distance, not evenly over the slices; a slice standing for a wider stretch of inverse distance
-    carries more of them. Without the weights, a stack spaced evenly in metres (slices crowded at the far end
-    in inverse distance) comes out biased far, and one spaced evenly in diopters would not: the network,
-    which never sees the focus values, cannot tell the two apart. For evenly blur-spaced stacks w = 1.
-    """
-    xp = np if isinstance(prob_BSHW, np.ndarray) else jnp
-    weighted = prob_BSHW * blur_cell_widths(blur_values_BS)[:, :, None, None]
-    return weighted / xp.sum(weighted, axis=1, keepdims=True)
 
 
 def _check_space(space: str) -> None:

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from ml_collections import ConfigDict
 
-from dualfocus_jax.focus_statistics import blur_cell_widths, with_blur_cell_prior
 from dualfocus_jax.inference import focus_working_units, predict_depth, with_slice_prior
 from dualfocus_jax.model import FAST_COMPILE_OPTIONS, DualFocusConfig, DualFocusNet, initial_params, model_config
+from dualfocus_jax.slice_prior import blur_cell_widths, with_blur_cell_prior
 from dualfocus_jax.training.trainer import check_sources_suit_expectation
 
 

@@ -34,7 +34,7 @@ PARAMS_DIR = "params"
 # The model shipped with the package: the `small` network trained on the focal-stack engine and the embedded
 # synthetic_focal scenes (configs/engine_small.py, stages 1 to 5 and 13), its finest costs upsampled guided by
 # colour (model/guided_upsampling.py), its slices weighted by their cells in inverse focus distance
-# (focus_statistics.with_blur_cell_prior); its evaluation.md says how it compares.
+# (slice_prior.with_blur_cell_prior); its evaluation.md says how it compares.
 DEFAULT_CHECKPOINT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pretrained",
                                   "small_engine_stage13")
 

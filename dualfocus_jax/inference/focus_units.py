@@ -32,7 +32,7 @@ import dataclasses
 
 import numpy as np
 
-from dualfocus_jax.focus_statistics import SLICE_PRIORS, with_blur_cell_prior
+from dualfocus_jax.slice_prior import SLICE_PRIORS, with_blur_cell_prior
 
 MAX_LINEAR_SPAN = 10.0
 FOCUS_UNITS = ("distance", "diopter", "disparity")

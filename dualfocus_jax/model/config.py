@@ -27,7 +27,8 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from dualfocus_jax.focus_statistics import EXPECTATION_SPACES, SLICE_PRIORS
+from dualfocus_jax.focus_statistics import EXPECTATION_SPACES
+from dualfocus_jax.slice_prior import SLICE_PRIORS
 
 SIZES = ("small", "paper")
 VARIANTS = ("dualfocus", "no_spatial", "no_focal", "dfv", "fv")
@@ -97,7 +98,7 @@ class DualFocusConfig:
         inverse distance as blur is; focus positions must be distances > 0). See `focus_statistics.py`.
       slice_prior: "none" or "blur_cells": every level's focus probabilities (after the inference-time
         projection) weighted by the width of each slice's cell in inverse focus distance and renormalised
-        (`focus_statistics.with_blur_cell_prior`; our extension: stacks spaced evenly in metres otherwise
+        (`slice_prior.with_blur_cell_prior`; our extension: stacks spaced evenly in metres otherwise
         come out biased far). Focus positions must be distances > 0. The predictor applies the same weights
         to the network's probabilities in the stack's own focus unit (`inference/focus_units.py`).
     Input:

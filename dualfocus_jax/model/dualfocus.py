@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from dualfocus_jax.focus_statistics import depth_uncertainty, expected_depth, with_blur_cell_prior
+from dualfocus_jax.focus_statistics import depth_uncertainty, expected_depth
 from dualfocus_jax.model.compile_options import FAST_COMPILE_OPTIONS
 from dualfocus_jax.model.config import PAD_MULTIPLE, DualFocusConfig
 from dualfocus_jax.model.decoder import FocalDecoder
@@ -35,6 +35,7 @@ from dualfocus_jax.model.refinement import FullResolutionRefinement
 from dualfocus_jax.model.resampling import resize_bilinear_hw
 from dualfocus_jax.model.resnet import trunk_input_from_images
 from dualfocus_jax.model.spatial_branch import SpatialBranch
+from dualfocus_jax.slice_prior import with_blur_cell_prior
 from dualfocus_jax.variational import project_unimodal
 
 
