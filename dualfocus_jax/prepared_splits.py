@@ -15,6 +15,19 @@ MANUAL_DATASETS = ("fod500", "ddff12", "nyuv2_focal", "arkitscenes_focal", "mobi
 DISPARITY_FOCUS_DATASETS = ("ddff12", "hci_lightfield")
 
 
+def disparity_focus_conflict(dataset: str | None, expectation: str, slice_prior: str) -> str | None:
+    """None, or why a model that works in inverse focus distance (`DualFocusConfig.expectation="inverse_focus"`
+    or `slice_prior="blur_cells"`, both take 1/focus) cannot be run on `dataset`'s disparity focus values."""
+    settings = [name for name, used in (("expectation='inverse_focus'", expectation == "inverse_focus"),
+                                        ("slice_prior='blur_cells'", slice_prior == "blur_cells")) if used]
+    if not settings or dataset not in DISPARITY_FOCUS_DATASETS:
+        return None
+    return (f"{dataset} gives focus positions as disparities, but the model's {' and '.join(settings)} need focus "
+            "distances (> 0); use a model with expectation='focus' and slice_prior='none' on it (e.g. "
+            "dualfocus_jax/pretrained/small_engine_stage5_guided), or predict with `python -m dualfocus_jax.predict "
+            "--focus_unit disparity`, which handles any model.")
+
+
 def default_data_dir(data_dir: str | None) -> str:
     """The TFDS data_dir: the config's value, else $TFDS_DATA_DIR, else ~/tensorflow_datasets (expanded)."""
     chosen = data_dir or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets"

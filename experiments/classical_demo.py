@@ -70,7 +70,7 @@ def run_classical_demo(out_dir: str, *, num_slices: int = 10, render_mode: str =
 def _write_sample_stack(folder: str, stack: np.ndarray, focus: np.ndarray, num_slices: int = 5) -> list[str]:
     """Saves evenly spaced slices as PNGs + focus_distances.txt: a folder the prediction command reads.
 
-    Five slices, because the shipped network was trained on five.
+    Five slices, one of the counts the shipped network was trained on (3, 5, 7, 10 and 16).
     """
     os.makedirs(folder, exist_ok=True)
     picks = np.unique(np.linspace(0, len(focus) - 1, min(num_slices, len(focus))).round().astype(int))

@@ -96,7 +96,7 @@ def test_predictor_units_follow_the_models_expectation():
 def test_training_refuses_disparity_sources_for_an_inverse_expectation():
     sources = ConfigDict({"engine": {"dataset": "focal_engine"}, "ddff": {"dataset": "ddff12"}})
     check_sources_suit_expectation(sources, "focus")
-    with pytest.raises(ValueError, match=r"sources\.ddff \(ddff12\) gives focus positions as disparities"):
+    with pytest.raises(ValueError, match=r"sources\.ddff: ddff12 gives focus positions as disparities"):
         check_sources_suit_expectation(sources, "inverse_focus")
     check_sources_suit_expectation(ConfigDict({"engine": {"dataset": "focal_engine"}}), "inverse_focus")
 

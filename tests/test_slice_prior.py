@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from ml_collections import ConfigDict
 
+from dualfocus_jax.evaluation.evaluate import evaluate_model
 from dualfocus_jax.inference import focus_working_units, predict_depth, with_slice_prior
 from dualfocus_jax.model import FAST_COMPILE_OPTIONS, DualFocusConfig, DualFocusNet, initial_params, model_config
 from dualfocus_jax.slice_prior import blur_cell_widths, with_blur_cell_prior
@@ -100,5 +101,16 @@ def test_bad_settings_are_named():
         with_slice_prior(np.ones((2, 1, 1)) / 2, focus_working_units([1.0, 2.0]), "cells")
     sources = ConfigDict({"engine": {"dataset": "focal_engine"}, "ddff": {"dataset": "ddff12"}})
     check_sources_suit_expectation(sources, "focus", "none")
-    with pytest.raises(ValueError, match=r"sources\.ddff \(ddff12\).*slice_prior='blur_cells' need focus distances"):
+    with pytest.raises(ValueError, match=r"sources\.ddff: ddff12 gives focus positions as disparities.*"
+                                         r"slice_prior='blur_cells' need focus distances"):
         check_sources_suit_expectation(sources, "focus", "blur_cells")
+    # Validation and evaluation entries too: the network would take 1/disparity.
+    engine_only = ConfigDict({"engine": {"dataset": "focal_engine"}})
+    evaluations = {"validation": ConfigDict({"dataset": "synthetic_focal"}),
+                   "evals.ddff": ConfigDict({"dataset": "ddff12"})}
+    check_sources_suit_expectation(engine_only, "focus", "none", evaluations)
+    with pytest.raises(ValueError, match=r"config\.evals\.ddff: ddff12"):
+        check_sources_suit_expectation(engine_only, "focus", "blur_cells", evaluations)
+    config, params, _, _ = _network_and_inputs()
+    with pytest.raises(ValueError, match="hci_lightfield gives focus positions as disparities"):
+        evaluate_model(params, config, [], ConfigDict({"dataset": "hci_lightfield"}), None)

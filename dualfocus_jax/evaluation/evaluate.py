@@ -21,6 +21,7 @@ from dualfocus_jax.evaluation.metrics import METRIC_NAMES, average_uncertainty, 
 from dualfocus_jax.evaluation.protocols import EvalProtocol, clipped_for_metrics, evaluation_mask
 from dualfocus_jax.model import FAST_COMPILE_OPTIONS, DualFocusConfig, DualFocusNet
 from dualfocus_jax.model_inputs import evaluation_example, stacked_inputs
+from dualfocus_jax.prepared_splits import disparity_focus_conflict
 
 REPORTED_METRICS = METRIC_NAMES + ("avg_unc",)
 
@@ -159,7 +160,12 @@ def evaluate_model(params, model_config: DualFocusConfig, records: Sequence, eva
                    *, keep_examples: int = 0, progress: Callable[[int, int], None] | None = None,
                    predict: Callable | None = None) -> EvaluationResult:
     """Metrics of `params` on `records` under `protocol` (eval_config: num_slices, batch_size, max_examples,
-    depth_scale). `progress(done, total)` is called after every batch."""
+    depth_scale, and `dataset`, whose disparity focus values a model working in inverse distance refuses).
+    `progress(done, total)` is called after every batch."""
+    conflict = disparity_focus_conflict(eval_config.get("dataset"), getattr(model_config, "expectation", "focus"),
+                                        getattr(model_config, "slice_prior", "none"))
+    if conflict:
+        raise ValueError(conflict)
     predict = predict or prediction_function(model_config)
     mesh = predict.mesh if isinstance(predict, ShardedPrediction) else None
     params = placed_params(params, mesh)

@@ -2,7 +2,8 @@
 
 The network never sees focus values: it takes the slices in near-to-far order and outputs, per pixel, a
 probability p_s over the slices; depth is the expectation Σ_s p_s·v_s over working values v_s (docs/design/METHOD.md).
-So the unit of the focus positions only matters for the expectation, and depth comes out in that unit. What
+So the unit of the focus positions only matters for the expectation (and, for a model with a slice prior, for
+the slices' weights, `with_slice_prior`), and depth comes out in that unit. What
 matters to the network is the slice ORDER: it was trained on slices sorted near to far, so that is the order it
 always gets. Which way is near depends on the kind of focus value (`FOCUS_UNITS`):
 
@@ -133,7 +134,7 @@ def non_finite_hint(focus_unit: str) -> str:
 
 def with_slice_prior(prob_SHW: np.ndarray, units: FocusWorkingUnits, slice_prior: str) -> np.ndarray:
     """The network's per-slice probabilities (NEAR-TO-FAR, as `units.values_S`) weighted as the model's
-    `DualFocusConfig.slice_prior` asks (focus_statistics.py), in this stack's blur-linear value: inverse
+    `DualFocusConfig.slice_prior` asks (slice_prior.py), in this stack's blur-linear value: inverse
     distance for distances, the value itself for diopters and disparities. A stack known by its order only
     has no spacing to weight by: its probabilities come back unchanged."""
     if slice_prior not in SLICE_PRIORS:

@@ -100,7 +100,9 @@ class DualFocusConfig:
         projection) weighted by the width of each slice's cell in inverse focus distance and renormalised
         (`slice_prior.with_blur_cell_prior`; our extension: stacks spaced evenly in metres otherwise
         come out biased far). Focus positions must be distances > 0. The predictor applies the same weights
-        to the network's probabilities in the stack's own focus unit (`inference/focus_units.py`).
+        to the network's probabilities in the stack's own focus unit (`inference/focus_units.py`). Not yet
+        reconciled: the training penalty L_fv sees the weighted probabilities, the inference-time projection
+        the unweighted ones.
     Input:
       pad_mode: "edge" or "reflect" padding of H and W up to a multiple of 32 (cropped back after).
     Precision:

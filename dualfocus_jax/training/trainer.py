@@ -27,7 +27,7 @@ from dualfocus_jax.evaluation.reports import write_evaluation_report
 from dualfocus_jax.folder_lock import FolderBusy, FolderLock
 from dualfocus_jax.inference.checkpoint_io import load_exported_checkpoint
 from dualfocus_jax.model import DualFocusConfig, load_torchvision_resnet18, parameter_count
-from dualfocus_jax.prepared_splits import DISPARITY_FOCUS_DATASETS
+from dualfocus_jax.prepared_splits import disparity_focus_conflict
 from dualfocus_jax.progress_log import say, warn
 from dualfocus_jax.training import checkpointing
 from dualfocus_jax.training import mesh as mesh_lib
@@ -203,7 +203,9 @@ def check_run(config, workdir: str, mode: str = "train_and_eval"):
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}.")
     workdir = os.path.abspath(workdir)
     model_config = model_config_from(config.model)  # validates the model block before anything heavy
-    check_sources_suit_expectation(config.input.sources, model_config.expectation, model_config.slice_prior)
+    check_sources_suit_expectation(config.input.sources, model_config.expectation, model_config.slice_prior,
+                                   {"validation": config.validation,
+                                    **{f"evals.{name}": entry for name, entry in config.evals.items()}})
     # Builds the evaluators (and validation's protocol), so a bad kind or protocol is reported before training.
     build_evaluators({"validation": config.validation} if config.validation.dataset else {})
     build_evaluators(config.evals)
@@ -218,20 +220,16 @@ def check_run(config, workdir: str, mode: str = "train_and_eval"):
     return model_config, optimizer, schedule, total_steps
 
 
-def check_sources_suit_expectation(sources, expectation: str, slice_prior: str = "none") -> None:
+def check_sources_suit_expectation(sources, expectation: str, slice_prior: str = "none", evaluations=None) -> None:
     """ValueError when a model that works in inverse focus distance (an expectation over it, or slice weights
-    by it) would train on disparity focus values."""
-    settings = [setting for setting, used in (("config.model.expectation='inverse_focus'",
-                                               expectation == "inverse_focus"),
-                                              ("config.model.slice_prior='blur_cells'", slice_prior == "blur_cells"))
-                if used]
-    if not settings:
-        return
-    for name, source in sources.items():
-        if source.get("dataset") in DISPARITY_FOCUS_DATASETS:
-            raise ValueError(f"config.input.sources.{name} ({source.dataset}) gives focus positions as disparities, "
-                             f"but {' and '.join(settings)} need focus distances (> 0); use expectation='focus' "
-                             "and slice_prior='none' for it, or leave that source out.")
+    by it) would train on, or be validated or evaluated on, disparity focus values. `evaluations`: name → eval
+    entry (config.validation, config.evals)."""
+    entries = [(f"config.input.sources.{name}", source) for name, source in sources.items()]
+    entries += [(f"config.{name}", entry) for name, entry in (evaluations or {}).items()]
+    for where, entry in entries:
+        conflict = disparity_focus_conflict(entry.get("dataset"), expectation, slice_prior)
+        if conflict:
+            raise ValueError(f"{where}: {conflict} Or leave that entry out.")
 
 
 class WorkdirBusy(ValueError):
