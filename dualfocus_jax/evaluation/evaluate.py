@@ -162,6 +162,7 @@ def evaluate_model(params, model_config: DualFocusConfig, records: Sequence, eva
     """Metrics of `params` on `records` under `protocol` (eval_config: num_slices, batch_size, max_examples,
     depth_scale, and `dataset`, whose disparity focus values a model working in inverse distance refuses).
     `progress(done, total)` is called after every batch."""
+    # With `predict` given, model_config may be None or a partial stand-in: read with the configs' defaults.
     conflict = disparity_focus_conflict(eval_config.get("dataset"), getattr(model_config, "expectation", "focus"),
                                         getattr(model_config, "slice_prior", "none"))
     if conflict:
