@@ -15,17 +15,23 @@ MANUAL_DATASETS = ("fod500", "ddff12", "nyuv2_focal", "arkitscenes_focal", "mobi
 DISPARITY_FOCUS_DATASETS = ("ddff12", "hci_lightfield")
 
 
+def works_in_inverse_distance(expectation: str, slice_prior: str) -> bool:
+    """Whether a model takes 1/focus: an expectation over inverse focus distance, or slice weights by it."""
+    return expectation == "inverse_focus" or slice_prior == "blur_cells"
+
+
 def disparity_focus_conflict(dataset: str | None, expectation: str, slice_prior: str) -> str | None:
     """None, or why a model that works in inverse focus distance (`DualFocusConfig.expectation="inverse_focus"`
-    or `slice_prior="blur_cells"`, both take 1/focus) cannot be run on `dataset`'s disparity focus values."""
+    or `slice_prior="blur_cells"`, both take 1/focus) cannot TRAIN on `dataset`'s disparity focus values (its
+    depth loss compares the network's own depth with the ground truth). Evaluation and prediction handle such
+    values (`evaluation.evaluate.prediction_function(..., blur_linear_focus=True)`, `--focus_unit disparity`)."""
     settings = [name for name, used in (("expectation='inverse_focus'", expectation == "inverse_focus"),
                                         ("slice_prior='blur_cells'", slice_prior == "blur_cells")) if used]
     if not settings or dataset not in DISPARITY_FOCUS_DATASETS:
         return None
     return (f"{dataset} gives focus positions as disparities, but the model's {' and '.join(settings)} need focus "
-            "distances (> 0); use a model with expectation='focus' and slice_prior='none' on it (e.g. "
-            "dualfocus_jax/pretrained/small_engine_stage5_guided), or predict with `python -m dualfocus_jax.predict "
-            "--focus_unit disparity`, which handles any model.")
+            "distances (> 0) to train on; train on it a model with expectation='focus' and slice_prior='none' "
+            "(e.g. from dualfocus_jax/pretrained/small_engine_stage5_guided). Evaluating any model on it works.")
 
 
 def default_data_dir(data_dir: str | None) -> str:

@@ -16,7 +16,7 @@ from dualfocus_jax.focus_statistics import depth_uncertainty, expected_depth
 from dualfocus_jax.inference import depth_from_slice_probabilities, focus_working_units
 from dualfocus_jax.model import FAST_COMPILE_OPTIONS, DualFocusConfig, DualFocusNet, initial_params, model_config
 from dualfocus_jax.prepared_splits import DISPARITY_FOCUS_DATASETS
-from dualfocus_jax.training.trainer import check_sources_suit_expectation
+from dualfocus_jax.training.trainer import check_training_sources_focus_unit
 
 
 def _random_prob_and_focus(seed=0, b=2, s=5, h=3, w=4):
@@ -95,10 +95,10 @@ def test_predictor_units_follow_the_models_expectation():
 
 def test_training_refuses_disparity_sources_for_an_inverse_expectation():
     sources = ConfigDict({"engine": {"dataset": "focal_engine"}, "ddff": {"dataset": "ddff12"}})
-    check_sources_suit_expectation(sources, "focus")
+    check_training_sources_focus_unit(sources, "focus")
     with pytest.raises(ValueError, match=r"sources\.ddff: ddff12 gives focus positions as disparities"):
-        check_sources_suit_expectation(sources, "inverse_focus")
-    check_sources_suit_expectation(ConfigDict({"engine": {"dataset": "focal_engine"}}), "inverse_focus")
+        check_training_sources_focus_unit(sources, "inverse_focus")
+    check_training_sources_focus_unit(ConfigDict({"engine": {"dataset": "focal_engine"}}), "inverse_focus")
 
 
 def test_the_library_names_the_disparity_datasets_as_the_builders_do(tmp_path):

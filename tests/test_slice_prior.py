@@ -11,10 +11,12 @@ import pytest
 from ml_collections import ConfigDict
 
 from dualfocus_jax.evaluation.evaluate import evaluate_model
+from dualfocus_jax.evaluation.protocols import PROTOCOLS
 from dualfocus_jax.inference import focus_working_units, predict_depth, with_slice_prior
 from dualfocus_jax.model import FAST_COMPILE_OPTIONS, DualFocusConfig, DualFocusNet, initial_params, model_config
 from dualfocus_jax.slice_prior import blur_cell_widths, with_blur_cell_prior
-from dualfocus_jax.training.trainer import check_sources_suit_expectation
+from dualfocus_jax.training.trainer import check_training_sources_focus_unit
+from dualfocus_jax.variational import project_unimodal
 
 
 def test_cell_widths_by_hand_in_numpy_and_jax():
@@ -70,9 +72,16 @@ def test_the_predictor_computes_what_the_network_computes():
     out = apply(params, jnp.asarray(stack)[None], jnp.asarray(focus)[None])
     predicted = predict_depth(stack, focus, method="network", params=params, config=config)
     np.testing.assert_allclose(predicted.depth_HW, np.asarray(out.depth[0]), rtol=2e-5, atol=2e-5)
-    np.testing.assert_allclose(with_blur_cell_prior(predicted.weights_SHW[None].astype(np.float64), 1.0 / focus[None]),
+    # The network's probabilities are weighted, then projected onto unimodal curves (the projection follows the
+    # weights, as L_fv does in training); the predictor returns the unweighted ones the image is blended by.
+    weighted = with_blur_cell_prior(predicted.weights_SHW[None].astype(np.float64), 1.0 / focus[None])
+    np.testing.assert_allclose(np.asarray(project_unimodal(jnp.asarray(weighted, jnp.float32), axis=1)),
                                np.asarray(out.prob), atol=2e-5)
+    np.testing.assert_allclose(np.einsum("shw,shwc->hwc", predicted.weights_SHW, stack),
+                               np.asarray(out.all_in_focus[0]), atol=2e-5)
     np.testing.assert_allclose(predicted.all_in_focus_HWC, np.asarray(out.all_in_focus[0]), atol=2e-5)
+    # These weights make some curves bimodal, so the order of weights and projection is tested here.
+    assert np.max(np.abs(np.asarray(out.prob) - weighted)) > 1e-3
     # And the weights matter here: without them the same parameters give another depth.
     plain = predict_depth(stack, focus, method="network", params=params,
                           config=dataclasses.replace(config, slice_prior="none"))
@@ -100,17 +109,30 @@ def test_bad_settings_are_named():
     with pytest.raises(ValueError, match="slice_prior must be one of"):
         with_slice_prior(np.ones((2, 1, 1)) / 2, focus_working_units([1.0, 2.0]), "cells")
     sources = ConfigDict({"engine": {"dataset": "focal_engine"}, "ddff": {"dataset": "ddff12"}})
-    check_sources_suit_expectation(sources, "focus", "none")
+    check_training_sources_focus_unit(sources, "focus", "none")
     with pytest.raises(ValueError, match=r"sources\.ddff: ddff12 gives focus positions as disparities.*"
                                          r"slice_prior='blur_cells' need focus distances"):
-        check_sources_suit_expectation(sources, "focus", "blur_cells")
-    # Validation and evaluation entries too: the network would take 1/disparity.
-    engine_only = ConfigDict({"engine": {"dataset": "focal_engine"}})
-    evaluations = {"validation": ConfigDict({"dataset": "synthetic_focal"}),
-                   "evals.ddff": ConfigDict({"dataset": "ddff12"})}
-    check_sources_suit_expectation(engine_only, "focus", "none", evaluations)
-    with pytest.raises(ValueError, match=r"config\.evals\.ddff: ddff12"):
-        check_sources_suit_expectation(engine_only, "focus", "blur_cells", evaluations)
-    config, params, _, _ = _network_and_inputs()
-    with pytest.raises(ValueError, match="hci_lightfield gives focus positions as disparities"):
-        evaluate_model(params, config, [], ConfigDict({"dataset": "hci_lightfield"}), None)
+        check_training_sources_focus_unit(sources, "focus", "blur_cells")
+
+
+def test_evaluation_on_disparities_weights_and_averages_them_as_the_predictor_does():
+    # A light field's focus values are disparities (larger is nearer, some ≤ 0): the network must not take
+    # 1/disparity. evaluate_model runs it with the weights and the expectation over the disparities
+    # themselves; the predictor with --focus_unit disparity is the reference.
+    config, params, stack, _ = _network_and_inputs()
+    disparity = np.array([-0.6, -0.1, 0.3, 1.2], np.float32)
+    stack_u8 = np.round(stack * 255).astype(np.uint8)
+    depth = np.linspace(-0.5, 1.0, 32 * 32, dtype=np.float32).reshape(32, 32)
+    record = {"id": b"scene", "stack": stack_u8, "focus_positions": disparity, "depth": depth,
+              "valid": np.ones((32, 32), bool)}
+    eval_config = ConfigDict({"dataset": "hci_lightfield", "num_slices": 4, "batch_size": 1, "max_examples": 0,
+                              "depth_scale": 1.0})
+    result = evaluate_model(params, config, [record], eval_config, PROTOCOLS["synthetic_focal"], keep_examples=1)
+    reference = predict_depth(stack_u8.astype(np.float32) / 255, disparity, method="network", params=params,
+                              config=config, focus_unit="disparity")
+    np.testing.assert_allclose(result.examples[0].depth_HW, reference.depth_HW, atol=2e-5)
+    np.testing.assert_allclose(result.examples[0].uncertainty_HW, reference.uncertainty_HW, atol=2e-5)
+    assert result.metrics["rmse"] == pytest.approx(float(np.sqrt(np.mean((reference.depth_HW - depth) ** 2))),
+                                                   rel=1e-4)
+    assert result.metrics["avg_unc"] == pytest.approx(float(np.mean(reference.uncertainty_HW)), rel=1e-4)
+    assert np.all((result.examples[0].depth_HW >= disparity.min()) & (result.examples[0].depth_HW <= disparity.max()))

@@ -10,6 +10,7 @@ the metrics.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Iterator, Sequence
 
 import jax
@@ -19,9 +20,12 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from dualfocus_jax.classical import estimate_depth_classical
 from dualfocus_jax.evaluation.metrics import METRIC_NAMES, average_uncertainty, depth_metrics_per_image
 from dualfocus_jax.evaluation.protocols import EvalProtocol, clipped_for_metrics, evaluation_mask
+from dualfocus_jax.focus_statistics import depth_uncertainty, expected_depth
 from dualfocus_jax.model import FAST_COMPILE_OPTIONS, DualFocusConfig, DualFocusNet
 from dualfocus_jax.model_inputs import evaluation_example, stacked_inputs
-from dualfocus_jax.prepared_splits import disparity_focus_conflict
+from dualfocus_jax.prepared_splits import DISPARITY_FOCUS_DATASETS, works_in_inverse_distance
+from dualfocus_jax.slice_prior import with_blur_cell_prior
+from dualfocus_jax.variational import project_unimodal
 
 REPORTED_METRICS = METRIC_NAMES + ("avg_unc",)
 
@@ -52,20 +56,50 @@ class EvaluationResult:
     examples: list[EvaluatedExample]
 
 
+@functools.lru_cache(maxsize=16)
 def prediction_function(model_config: DualFocusConfig, *, mesh: Mesh | None = None,
-                        fast_compile: bool = False) -> Callable:
+                        fast_compile: bool = False, blur_linear_focus: bool = False) -> Callable:
     """A jitted `predict(params, stack_BSHWC, focus_BS) -> {depth, uncertainty, prob}` (inference mode);
-    `fast_compile` as in `train_step.make_train_step`.
+    `fast_compile` as in `train_step.make_train_step`. Cached: the same arguments give the same function, so
+    evaluating again (every validation of a run) compiles nothing new.
+
+    blur_linear_focus: the focus values are linear in blur (disparities: larger is nearer, and may be ≤ 0). A
+    model working in inverse focus distance (`works_in_inverse_distance`) then runs without its slice weights
+    and inverse expectation, and both are applied over the focus values themselves, as the predictor does for
+    such stacks (inference/focus_units.py): the slices near to far (disparity descending, the order it trained
+    in), the weights by each slice's cell in disparity, the depth as the expectation of the disparities. Other
+    models run unchanged.
 
     With a `mesh`, the batch is split over its devices along the leading axis (B must be a multiple of the
     device count: `evaluation_batches` pads to one) and the outputs come back whole on every process; params
     are expected replicated on the mesh (`placed_params`), so no call sends them again."""
-    model = DualFocusNet(model_config)
+    in_focus_values = blur_linear_focus and works_in_inverse_distance(model_config.expectation,
+                                                                      model_config.slice_prior)
+    weighted = model_config.slice_prior == "blur_cells"
+    # The projection follows the weights, as in the network (dualfocus.py).
+    project_after = weighted and model_config.project_unimodal_at_inference
+    network_config = (dataclasses.replace(model_config, slice_prior="none", expectation="focus",
+                                          project_unimodal_at_inference=(model_config.project_unimodal_at_inference
+                                                                         and not weighted))
+                      if in_focus_values else model_config)
+    model = DualFocusNet(network_config)
     options = FAST_COMPILE_OPTIONS if fast_compile else None
 
     def predict(params, stack, focus):
-        outputs = model.apply(params, stack, focus, train=False)
-        return {"depth": outputs.depth, "uncertainty": outputs.uncertainty, "prob": outputs.prob}
+        if not in_focus_values:
+            outputs = model.apply(params, stack, focus, train=False)
+            return {"depth": outputs.depth, "uncertainty": outputs.uncertainty, "prob": outputs.prob}
+        # Such a model trained on distances, its slices near to far: the network sorts by −disparity.
+        outputs = model.apply(params, stack, -focus, train=False)
+        prob, values = outputs.prob, -outputs.focus_positions
+        if weighted:
+            prob = with_blur_cell_prior(prob, values)
+        if project_after:
+            prob = project_unimodal(prob, axis=1)
+        depth = expected_depth(prob, values, "focus")
+        # prob back in ascending focus value, the order every other model returns it in.
+        return {"depth": depth, "uncertainty": depth_uncertainty(prob, values, depth, "focus"),
+                "prob": prob[:, ::-1]}
 
     if mesh is None:
         return jax.jit(predict, compiler_options=options)
@@ -160,15 +194,17 @@ def evaluate_model(params, model_config: DualFocusConfig, records: Sequence, eva
                    *, keep_examples: int = 0, progress: Callable[[int, int], None] | None = None,
                    predict: Callable | None = None) -> EvaluationResult:
     """Metrics of `params` on `records` under `protocol` (eval_config: num_slices, batch_size, max_examples,
-    depth_scale, and `dataset`, whose disparity focus values a model working in inverse distance refuses).
-    `progress(done, total)` is called after every batch."""
-    # With `predict` given, model_config may be None or a partial stand-in: read with the configs' defaults.
-    conflict = disparity_focus_conflict(eval_config.get("dataset"), getattr(model_config, "expectation", "focus"),
-                                        getattr(model_config, "slice_prior", "none"))
-    if conflict:
-        raise ValueError(conflict)
-    predict = predict or prediction_function(model_config)
+    depth_scale, and `dataset`: on one whose focus values are disparities, a model working in inverse focus
+    distance gets the `prediction_function(..., blur_linear_focus=True)` of its config, on the mesh of a given
+    `predict`). `progress(done, total)` is called after every batch."""
     mesh = predict.mesh if isinstance(predict, ShardedPrediction) else None
+    # With `predict` given, model_config may be None or a partial stand-in: read with the configs' defaults.
+    if (eval_config.get("dataset") in DISPARITY_FOCUS_DATASETS
+            and works_in_inverse_distance(getattr(model_config, "expectation", "focus"),
+                                          getattr(model_config, "slice_prior", "none"))):
+        # A predict built for focus distances would take 1/disparity.
+        predict = prediction_function(model_config, mesh=mesh, blur_linear_focus=True)
+    predict = predict or prediction_function(model_config)
     params = placed_params(params, mesh)
     scale = float(eval_config.depth_scale)
     total = len(records) if int(eval_config.max_examples) <= 0 else min(len(records), int(eval_config.max_examples))

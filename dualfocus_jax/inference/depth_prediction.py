@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -29,7 +30,8 @@ from dualfocus_jax.inference.focus_units import (
     from_inverse_distance,
     with_slice_prior,
 )
-from dualfocus_jax.inference.traced_network import CheckpointNetwork, network_probabilities
+from dualfocus_jax.inference.traced_network import CheckpointNetwork, network_probabilities, projection_left_to_caller
+from dualfocus_jax.variational import project_unimodal
 
 if TYPE_CHECKING:  # the model package imports Flax, which a prediction from stored programs does not need
     from dualfocus_jax.model import DualFocusConfig
@@ -80,10 +82,12 @@ def predict_depth(images_SHWC: np.ndarray, focus_distances_S: np.ndarray, *, met
     if method == "network" and network is None and (params is None or config is None):
         raise ValueError("method 'network' needs params and config (load_exported_checkpoint()) or a network "
                          "(traced_network.load_network()).")
-    expectation, slice_prior = "focus", "none"
+    expectation, slice_prior, projects = "focus", "none", False
     if method == "network":
         expectation = network.expectation if network is not None else config.expectation
         slice_prior = network.slice_prior if network is not None else config.slice_prior
+        projects = projection_left_to_caller(slice_prior, network.project_unimodal_at_inference if network is not None
+                                             else config.project_unimodal_at_inference)
     units = focus_working_units(focus_distances_S, focus_unit, expectation)
     near_to_far = units.near_to_far_S
     back_to_given = np.argsort(near_to_far)  # near-to-far index -> given (ascending) index
@@ -96,11 +100,20 @@ def predict_depth(images_SHWC: np.ndarray, focus_distances_S: np.ndarray, *, met
                 return network_probabilities(params, config, images)
         prob, aif = _mirror_averaged(run, stack) if flips else run(stack)
         prob = np.asarray(prob)
-        # Depth from the weighted probabilities; the all-in-focus weights stay as the network blends them.
-        depth, uncertainty = depth_from_slice_probabilities(with_slice_prior(prob, units, slice_prior), units)
+        # Depth from the weighted probabilities, projected here when the network left that to follow the
+        # weights; the all-in-focus weights stay as the network blends them.
+        weighted = with_slice_prior(prob, units, slice_prior)
+        if projects:
+            weighted = np.asarray(_project_slices(jnp.asarray(weighted, jnp.float32)), np.float64)
+        depth, uncertainty = depth_from_slice_probabilities(weighted, units)
         return DepthPrediction(depth, uncertainty, np.clip(np.asarray(aif, np.float32), 0, 1), units,
                                prob[back_to_given].astype(np.float32))
     return _classical(images[near_to_far], units, back_to_given)
+
+
+@jax.jit
+def _project_slices(prob_SHW):
+    return project_unimodal(prob_SHW, axis=0)
 
 
 def _mirror_averaged(run, stack_SHWC):

@@ -84,6 +84,11 @@ class CheckpointNetwork:
         return json.loads(self.config_text).get("slice_prior", "none")
 
     @property
+    def project_unimodal_at_inference(self) -> bool:
+        """The model's `DualFocusConfig.project_unimodal_at_inference` (True, its default, if absent)."""
+        return bool(json.loads(self.config_text).get("project_unimodal_at_inference", True))
+
+    @property
     def expectation(self) -> str:
         """The model's `DualFocusConfig.expectation` ("focus" for checkpoints exported before the field)."""
         return json.loads(self.config_text).get("expectation", "focus")
@@ -155,6 +160,12 @@ def _probabilities(params, config_text: str, images_SHWC, get_config):
     return program(params, images_SHWC)
 
 
+def projection_left_to_caller(slice_prior: str, project_unimodal_at_inference: bool) -> bool:
+    """Whether the program's probabilities come unprojected and the caller projects them after weighting
+    them by the slice prior (a model with one that projects at inference)."""
+    return project_unimodal_at_inference and slice_prior != "none"
+
+
 def _config_text(config: DualFocusConfig) -> str:
     return json.dumps(config.to_dict(), sort_keys=True, default=str)
 
@@ -166,8 +177,10 @@ def _forward(params, config: DualFocusConfig, images_SHWC):
     # Slice indices as focus values: the network only sorts by them (the given order is near to far, the
     # order it was trained on) and the expectation is redone outside in the working units.
     order = jnp.arange(s, dtype=jnp.float32)[None]
-    # So are the slice weights, which need the focus values (focus_units.with_slice_prior).
-    config = dataclasses.replace(config, slice_prior="none")
+    # So are the slice weights, which need the focus values (focus_units.with_slice_prior), and with them the
+    # unimodal projection, which follows the weights (dualfocus.py).
+    config = dataclasses.replace(config, slice_prior="none", project_unimodal_at_inference=(
+        config.project_unimodal_at_inference and not projection_left_to_caller(config.slice_prior, True)))
     outputs = DualFocusNet(config).apply(params, images_SHWC[None], order, train=False)
     return outputs.prob[0], outputs.all_in_focus[0]
 

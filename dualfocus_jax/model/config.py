@@ -96,13 +96,13 @@ class DualFocusConfig:
     Depth:
       expectation: "focus" (D = Σ p_n f_n, any unit) or "inverse_focus" (D = 1 / Σ p_n / f_n, linear in
         inverse distance as blur is; focus positions must be distances > 0). See `focus_statistics.py`.
-      slice_prior: "none" or "blur_cells": every level's focus probabilities (after the inference-time
-        projection) weighted by the width of each slice's cell in inverse focus distance and renormalised
-        (`slice_prior.with_blur_cell_prior`; our extension: stacks spaced evenly in metres otherwise
-        come out biased far). Focus positions must be distances > 0. The predictor applies the same weights
-        to the network's probabilities in the stack's own focus unit (`inference/focus_units.py`). Not yet
-        reconciled: the training penalty L_fv sees the weighted probabilities, the inference-time projection
-        the unweighted ones.
+      slice_prior: "none" or "blur_cells": every level's focus probabilities weighted by the width of each
+        slice's cell in inverse focus distance and renormalised (`slice_prior.with_blur_cell_prior`; our
+        extension: stacks spaced evenly in metres otherwise come out biased far), before the inference-time
+        projection, so that the projection acts on the probabilities the training penalty L_fv sees. Focus
+        positions must be distances > 0. The predictor applies the same weights, then the projection, to the
+        network's probabilities in the stack's own focus unit (`inference/focus_units.py`), and so does the
+        evaluation on datasets whose focus values are disparities (`evaluation.evaluate`).
     Input:
       pad_mode: "edge" or "reflect" padding of H and W up to a multiple of 32 (cropped back after).
     Precision:

@@ -6,10 +6,10 @@ V by variant) → optional spatial branch, whose integrable surfaces join the vo
 3D decoder (a cost per slice at four levels) → per level: bilinear upsampling of the costs to the input
 size (the finest, optionally, guided by the colours of a first pass's all-in-focus image:
 `guided_upsampling.py`, or corrected at that size from the slices' pixels: `refinement.py`), softmax
-over slices, depth as the expectation of the focus positions (or of their inverse,
-`DualFocusConfig.expectation`) → at inference, optionally, the
-exact unimodal projection of the finest p → optionally p weighted by each slice's cell in inverse focus
-distance (`DualFocusConfig.slice_prior`) → uncertainty and all-in-focus image.
+over slices, optionally p weighted by each slice's cell in inverse focus distance
+(`DualFocusConfig.slice_prior`), depth as the expectation of the focus positions (or of their inverse,
+`DualFocusConfig.expectation`) → at inference, optionally, the exact unimodal projection of the finest p
+→ uncertainty and all-in-focus image.
 
 The focus positions enter only the sort, the expectations and (with `slice_prior`, which needs distances)
 the slice weights, so they may be in any unit (metres, dioptres, disparity) and differ per example. The
@@ -85,9 +85,10 @@ class DualFocusOutput:
     Attributes:
       depth: (B, H, W) Σ_n p_n f_n, in the unit of the focus positions.
       uncertainty: (B, H, W) sqrt(Σ_n p_n (depth − f_n)²), same unit.
-      prob: (B, S, H, W) focus probabilities of the finest level (unimodal-projected at inference if the
-        config asks for it, then weighted by the slice prior if it has one).
-      all_in_focus: (B, H, W, 3) Σ_n p_n I_n, p before the slice prior (it blends by sharpness).
+      prob: (B, S, H, W) focus probabilities of the finest level (weighted by the slice prior if the config
+        has one, then unimodal-projected at inference if it asks for it).
+      all_in_focus: (B, H, W, 3) Σ_n p_n I_n, p before the slice prior and its projection (it blends by
+        sharpness; projected when there is no prior).
       depth_levels: list of 4 (B, H, W) depths of the deep-supervision levels at input resolution, finest
         first (unprojected, for L_depth).
       focus_positions: (B, S) the sorted focus positions.
@@ -157,16 +158,16 @@ class DualFocusNet(nn.Module):
             logits_levels[0] = FullResolutionRefinement(cfg.refinement_width, cfg.conv3d_impl, compute,
                                                         name="refinement")(logits_levels[0], stack)
         prob_levels = [jax.nn.softmax(logits, axis=1) for logits in logits_levels]
+        sharpness = prob_levels[0]
+        if cfg.slice_prior == "blur_cells":
+            prob_levels = [with_blur_cell_prior(p, 1.0 / focus) for p in prob_levels]
         prob = prob_levels[0]
         if not train and cfg.project_unimodal_at_inference:
+            # The probabilities depth is taken from, weighted if the config says so: those L_fv trains.
             prob = project_unimodal(prob, axis=1)
-        # The all-in-focus image blends by how sharp each slice is, before any weights on depth.
-        all_in_focus = jnp.einsum("bshw,bshwc->bhwc", prob, stack)
-        if cfg.slice_prior == "blur_cells":
-            # After the projection, so that the predictor, which runs the network without the focus values and
-            # weights its probabilities afterwards (inference/focus_units.py), computes exactly this.
-            prob_levels = [with_blur_cell_prior(p, 1.0 / focus) for p in prob_levels]
-            prob = with_blur_cell_prior(prob, 1.0 / focus)
+        # The all-in-focus image blends by how sharp each slice is: the network's own probabilities, before any
+        # weights on depth (and, with weights, before the projection, which belongs to them).
+        all_in_focus = jnp.einsum("bshw,bshwc->bhwc", prob if cfg.slice_prior == "none" else sharpness, stack)
         depth_levels = [expected_depth(p, focus, cfg.expectation) for p in prob_levels]
         depth = expected_depth(prob, focus, cfg.expectation)
         return DualFocusOutput(

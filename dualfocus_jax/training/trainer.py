@@ -203,9 +203,7 @@ def check_run(config, workdir: str, mode: str = "train_and_eval"):
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}.")
     workdir = os.path.abspath(workdir)
     model_config = model_config_from(config.model)  # validates the model block before anything heavy
-    check_sources_suit_expectation(config.input.sources, model_config.expectation, model_config.slice_prior,
-                                   {"validation": config.validation,
-                                    **{f"evals.{name}": entry for name, entry in config.evals.items()}})
+    check_training_sources_focus_unit(config.input.sources, model_config.expectation, model_config.slice_prior)
     # Builds the evaluators (and validation's protocol), so a bad kind or protocol is reported before training.
     build_evaluators({"validation": config.validation} if config.validation.dataset else {})
     build_evaluators(config.evals)
@@ -220,16 +218,14 @@ def check_run(config, workdir: str, mode: str = "train_and_eval"):
     return model_config, optimizer, schedule, total_steps
 
 
-def check_sources_suit_expectation(sources, expectation: str, slice_prior: str = "none", evaluations=None) -> None:
+def check_training_sources_focus_unit(sources, expectation: str, slice_prior: str = "none") -> None:
     """ValueError when a model that works in inverse focus distance (an expectation over it, or slice weights
-    by it) would train on, or be validated or evaluated on, disparity focus values. `evaluations`: name → eval
-    entry (config.validation, config.evals)."""
-    entries = [(f"config.input.sources.{name}", source) for name, source in sources.items()]
-    entries += [(f"config.{name}", entry) for name, entry in (evaluations or {}).items()]
-    for where, entry in entries:
-        conflict = disparity_focus_conflict(entry.get("dataset"), expectation, slice_prior)
+    by it) would train on disparity focus values (validation and evaluation on them work:
+    `evaluation.evaluate.evaluate_model`)."""
+    for name, source in sources.items():
+        conflict = disparity_focus_conflict(source.get("dataset"), expectation, slice_prior)
         if conflict:
-            raise ValueError(f"{where}: {conflict} Or leave that entry out.")
+            raise ValueError(f"config.input.sources.{name}: {conflict} Or leave that source out.")
 
 
 class WorkdirBusy(ValueError):
