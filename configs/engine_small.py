@@ -155,9 +155,10 @@ def get_config(arg=None):
         config.model_init.checkpoint = SECOND_STAGE_EXPORT
         config.input.crop_sizes = ((96, 96), (128, 128))
         config.optimizer.update(lr=2e-4, warmup_steps=100)
-    elif 4 <= arg.stage <= 15:
+    elif 4 <= arg.stage <= 16:
         config.model_init.checkpoint = {4: THIRD_STAGE_EXPORT, 5: FOURTH_STAGE_EXPORT, 14: THIRTEENTH_STAGE_EXPORT,
-                                        15: FOURTEENTH_STAGE_EXPORT}.get(arg.stage, FIFTH_STAGE_EXPORT)
+                                        15: FOURTEENTH_STAGE_EXPORT, 16: FOURTEENTH_STAGE_EXPORT}.get(
+                                            arg.stage, FIFTH_STAGE_EXPORT)
         config.input.crop_sizes = ((96, 96), (128, 128)) if arg.stage == 4 else ((128, 128),)
         # Its stacks have 5 slices: 3 of them sorted at random for 3-slice batches, all 5 for 5-slice ones.
         config.input.sources.synthetic_focal = train_source(
@@ -172,22 +173,22 @@ def get_config(arg=None):
             config.model.expectation = "inverse_focus"
         if arg.stage == 9:
             config.input.sources.engine.engine.update(sharp_coc_px_range=(1.0, 3.0), hard_layer_share=0.3)
-        if arg.stage in (10, 14, 15):
+        if arg.stage in (10, 14, 15, 16):
             config.input.sources.engine.engine.window_gaussian_share = 0.3
-        if arg.stage == 11:
+        if arg.stage in (11, 16):
             config.model.full_resolution_refinement = True
             config.optimizer.lr = 1.5e-4  # the refinement starts from scratch
         if arg.stage == 12:
             config.model.cost_upsampling = "joint_bilateral"  # its reach and sigma: DualFocusConfig's defaults
-        if arg.stage in (13, 14, 15):
+        if arg.stage in (13, 14, 15, 16):
             config.model.slice_prior = "blur_cells"
         if arg.stage == 15:
             # Depth errors are fractions of the focus range, so beta = 1 left every error in the quadratic part:
             # a squared loss, whose best answer where a pixel may be either side of an edge is the mean of the two.
             config.model.smooth_l1_beta = 0.05
     elif arg.stage != 1:
-        raise ValueError(f"configs/engine_small.py: stage must be 1 to 15, not {arg.stage}")
-    steps = arg.steps or {1: 20000, 2: 8000, 3: 5000, 11: 2500}.get(arg.stage, 3000)
+        raise ValueError(f"configs/engine_small.py: stage must be 1 to 16, not {arg.stage}")
+    steps = arg.steps or {1: 20000, 2: 8000, 3: 5000, 11: 2500, 16: 2000}.get(arg.stage, 3000)
     config.train.update(total_steps=steps, log_every_steps=100, validate_every_steps=2000)
     config.checkpoint.update(every_steps=500, keep_latest=2, keep_best=1, best_metric="rmse", best_mode="min")
     config.validation = eval_split("synthetic_focal", "train[180:]", "synthetic_focal", batch_size=4, num_panels=0)

@@ -98,3 +98,14 @@ def test_config_from_config_dict_and_errors():
         model_config("small", tau_rel=0.0)
     with pytest.raises(ValueError, match="use_focal=False needs lambda_fv=0"):
         model_config("small", use_focal=False)
+
+
+def test_configs_are_hashable_and_key_the_compiled_prediction():
+    from dualfocus_jax.evaluation.evaluate import prediction_function
+
+    listed = DualFocusConfig(level_weights=[0.5, 0.25, 0.125, 0.125], encoder_widths=[16, 32, 64, 96])
+    tupled = DualFocusConfig(level_weights=(0.5, 0.25, 0.125, 0.125), encoder_widths=(16, 32, 64, 96))
+    assert listed == tupled and hash(listed) == hash(tupled)
+    # The same config gives the same jitted function (no new compilation per evaluation); another gives another.
+    assert prediction_function(listed) is prediction_function(tupled)
+    assert prediction_function(listed) is not prediction_function(listed, blur_linear_focus=True)

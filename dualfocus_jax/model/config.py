@@ -165,6 +165,12 @@ class DualFocusConfig:
             if not condition:
                 raise ValueError(message)
 
+        # Lists given for the tuple fields become tuples, so a config is always hashable (it keys caches of
+        # compiled functions, e.g. evaluation.evaluate.prediction_function).
+        for field in dataclasses.fields(self):
+            if isinstance(getattr(self, field.name), list):
+                object.__setattr__(self, field.name, tuple(getattr(self, field.name)))
+
         need(self.size in SIZES, f"size must be one of {SIZES}, got {self.size!r}.")
         need(self.variant in VARIANTS, f"variant must be one of {VARIANTS}, got {self.variant!r}.")
         need(self.volume_mode in VOLUME_MODES, f"volume_mode must be one of {VOLUME_MODES}, got {self.volume_mode!r}.")
