@@ -179,8 +179,9 @@ def _forward(params, config: DualFocusConfig, images_SHWC):
     order = jnp.arange(s, dtype=jnp.float32)[None]
     # So are the slice weights, which need the focus values (focus_units.with_slice_prior), and with them the
     # unimodal projection, which follows the weights (dualfocus.py).
+    projects = config.project_unimodal_at_inference
     config = dataclasses.replace(config, slice_prior="none", project_unimodal_at_inference=(
-        config.project_unimodal_at_inference and not projection_left_to_caller(config.slice_prior, True)))
+        projects and not projection_left_to_caller(config.slice_prior, projects)))
     outputs = DualFocusNet(config).apply(params, images_SHWC[None], order, train=False)
     return outputs.prob[0], outputs.all_in_focus[0]
 
