@@ -124,7 +124,20 @@ Fifteenth stage (`configs/engine_small.py:stage=15`): the fourteenth stage's net
 the depth loss's smooth-L1 switch at 5% of the focus range (`model.smooth_l1_beta=0.05`) instead of 1. Why: depth
 errors are fractions of the focus range, so with beta = 1 the loss was squared everywhere, and a squared loss
 answers the mean of the two sides where a pixel may lie either side of a depth edge; on the rendered motorcycle
-the pixels within 3 px of a depth edge carry 75% of the fourteenth stage's squared error. 3,000 updates.
+the pixels within 3 px of a depth edge carry 75% of the fourteenth stage's squared error. 3,000 updates (about
+50 min beside another run). Result (experiments/results/generalisation/stage15.md, all with the projection after
+the slice weights): against the fourteenth stage, synthetic_focal RMSE 0.133 → 0.120 and AbsRel 0.0502 → 0.0403
+(its depth edges' AbsRel 0.156 → 0.132), the layered- and Gaussian-protocol renderings 0.1059 → 0.1048 and 0.1128 →
+0.1086 (RMSE / focus range), the motorcycle 0.318 / 0.309 → 0.318 / 0.308 with AbsRel 0.0726 / 0.0626 → 0.0708 /
+0.0611, but the engine split a little worse (RMSE / focus range 0.1123 → 0.1143, AbsRel 0.1146 → 0.1167, at 3
+slices most); it is the shipped model, `dualfocus_jax/pretrained/small_engine_stage15` (colour-guided upsampling).
+
+Sixteenth stage (`configs/engine_small.py:stage=16`): the fourteenth stage with the full-resolution refinement of
+the eleventh, from its export at lr 1.5e-4; 2,000 updates (about 70 min beside another run). Why: the motorcycle's
+error sits at its fine structures (run 2x upsampled, the fourteenth stage gives 0.292 / 0.261 instead of 0.318 /
+0.309; a one-off probe), which 1/4-resolution costs cannot hold. Result (stage15.md): worse than the fourteenth stage
+nearly everywhere (engine split RMSE / focus range 0.1164, synthetic_focal 0.142 / 0.0523, motorcycle 0.321 / 0.305),
+so it is not shipped.
 """
 
 from configs.common import apply_runlocal, base_config, engine_source, eval_split, eval_suite, parse_arg, train_source

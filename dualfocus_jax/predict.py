@@ -44,7 +44,7 @@ flags.DEFINE_enum("focus_order", None, FOCUS_ORDERS,
 flags.DEFINE_string("unit", None, "name of the unit of the focus values, for labels (default: m for distances, D for "
                     "diopters)", flag_values=FLAGS)
 flags.DEFINE_string("checkpoint", None, "exported checkpoint folder (default: the shipped model, "
-                    "dualfocus_jax/pretrained/small_engine_stage14; dualfocus_jax/pretrained/small_synthetic is "
+                    "dualfocus_jax/pretrained/small_engine_stage15; dualfocus_jax/pretrained/small_synthetic is "
                     "the one trained on NYUv2-camera 5-slice synthetic scenes only)", flag_values=FLAGS)
 flags.DEFINE_enum("method", "network", ["network", "classical"],
                   "network (the DualFocus checkpoint) or classical (focus measure + refinement)", flag_values=FLAGS)

@@ -6,7 +6,7 @@
 
 Methods: every `--checkpoint NAME=FOLDER` (an exported checkpoint, or a training workdir whose latest
 checkpoint is exported to a temporary folder by `experiments.evaluate_pretrained.export`; default: the
-shipped `small_engine_stage14` and the synthetic-only `small_synthetic`), and the classical baseline raw
+shipped `small_engine_stage15` and the synthetic-only `small_synthetic`), and the classical baseline raw
 (focus peak, no refinement) and refined (Huber-TV, what `--method classical` of the predictor runs). Networks run
 through `dualfocus_jax.inference.predict_depth`, as the predictor runs them; the classical baseline through the same
 focus-unit handling.
@@ -72,7 +72,7 @@ from experiments.data_setup import open_split_preparing
 from experiments.evaluate_pretrained import export
 
 DEFAULT_OUT = os.path.join("experiments", "results", "generalisation")
-DEFAULT_CHECKPOINTS = ("shipped=dualfocus_jax/pretrained/small_engine_stage14",
+DEFAULT_CHECKPOINTS = ("shipped=dualfocus_jax/pretrained/small_engine_stage15",
                        "synthetic only=dualfocus_jax/pretrained/small_synthetic")
 DEFAULT_REAL_DIR = os.path.join("..", "shared", "data", "real_focal_stacks")
 CLASSICAL_RAW, CLASSICAL_REFINED = "classical (raw)", "classical (refined)"

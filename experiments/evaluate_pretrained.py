@@ -6,8 +6,8 @@
 
 Maintainers regenerate the model shipped with the package (and its results page) with
 
-    python -m experiments.train --config configs/engine_small.py:stage=14 --workdir runs/engine_small_stage14
-    python -m experiments.evaluate_pretrained --workdir runs/engine_small_stage14 --replace_shipped
+    python -m experiments.train --config configs/engine_small.py:stage=15 --workdir runs/engine_small_stage15
+    python -m experiments.evaluate_pretrained --workdir runs/engine_small_stage15 --replace_shipped
 
 (the fourteenth stage starts from the thirteenth's export in dualfocus_jax/pretrained/; configs/engine_small.py gives
 the commands of every stage). --replace_shipped exports with the colour-guided upsampling of the finest costs
@@ -17,7 +17,7 @@ the commands of every stage). --replace_shipped exports with the colour-guided u
    <workdir>/model.json, else the one its recorded <workdir>/config.json builds; only for older workdirs that
    recorded neither, the one --config builds) to --out (`save_exported_checkpoint`).
    The export is written beside the folder and renamed into place when complete. Nothing is written into
-   the shipped model `dualfocus_jax/pretrained/small_engine_stage14/` or `experiments/results/pretrained_small.md`
+   the shipped model `dualfocus_jax/pretrained/small_engine_stage15/` or `experiments/results/pretrained_small.md`
    unless --replace_shipped says so. --noexport evaluates what is already in the folder.
 2. Renders the Middlebury motorcycle scene the way experiments/classical_demo.py does (layered thin lens,
    NYUv2 camera, focus positions evenly over the valid depth range), at --downscale, for 5 and 10 slices;
@@ -61,7 +61,7 @@ from dualfocus_jax.training.trainer import RUN_MODEL, model_config_from
 
 RESULTS = os.path.join("experiments", "results", "pretrained_small.md")
 # The recipe of the shipped model: --replace_shipped falls back to it for a workdir that recorded no config.
-SHIPPED_CONFIG = "configs/engine_small.py:stage=14"
+SHIPPED_CONFIG = "configs/engine_small.py:stage=15"
 # The shipped model upsamples its finest costs guided by colour (chosen on validation stacks, for the fifth
 # stage, by experiments/choose_cost_upsampling.py); the run itself trained with bilinear upsampling.
 SHIPPED_COST_UPSAMPLING = "joint_bilateral"

@@ -32,11 +32,11 @@ if TYPE_CHECKING:
 CONFIG_FILE = "model_config.json"
 PARAMS_DIR = "params"
 # The model shipped with the package: the `small` network trained on the focal-stack engine and the embedded
-# synthetic_focal scenes (configs/engine_small.py, stages 1 to 5, 13 and 14), its finest costs upsampled guided by
+# synthetic_focal scenes (configs/engine_small.py, stages 1 to 5 and 13 to 15), its finest costs upsampled guided by
 # colour (model/guided_upsampling.py), its slices weighted by their cells in inverse focus distance
 # (slice_prior.with_blur_cell_prior); its evaluation.md says how it compares.
 DEFAULT_CHECKPOINT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pretrained",
-                                  "small_engine_stage14")
+                                  "small_engine_stage15")
 
 
 class CheckpointError(ValueError):
