@@ -15,6 +15,13 @@ import numpy as np
 SLICE_PRIORS = ("none", "blur_cells")
 
 
+def projects_after_weights(slice_prior: str, project_unimodal_at_inference: bool) -> bool:
+    """Whether the inference-time unimodal projection must wait for the slice weights: a model with a prior that
+    projects at inference projects the weighted probabilities (those its training penalty L_fv sees), so a caller
+    that weights them outside the network (the predictor, the evaluation in disparities) projects them itself."""
+    return project_unimodal_at_inference and slice_prior != "none"
+
+
 def _array_module(array):
     if isinstance(array, np.ndarray):
         return np

@@ -9,7 +9,7 @@ Maintainers regenerate the model shipped with the package (and its results page)
     python -m experiments.train --config configs/engine_small.py:stage=15 --workdir runs/engine_small_stage15
     python -m experiments.evaluate_pretrained --workdir runs/engine_small_stage15 --replace_shipped
 
-(the fourteenth stage starts from the thirteenth's export in dualfocus_jax/pretrained/; configs/engine_small.py gives
+(the fifteenth stage starts from the fourteenth's export in dualfocus_jax/pretrained/; configs/engine_small.py gives
 the commands of every stage). --replace_shipped exports with the colour-guided upsampling of the finest costs
 (`SHIPPED_COST_UPSAMPLING`); the stage trained with bilinear upsampling.
 

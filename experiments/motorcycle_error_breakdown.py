@@ -40,7 +40,8 @@ def sharp_slice_count(depth_HW: np.ndarray, focus_S: np.ndarray) -> np.ndarray:
     return np.sum(radius <= IN_FOCUS_RADIUS_PX, axis=0)
 
 
-def breakdown_rows(pred_HW, depth_HW, scored_HW, groups: dict[str, np.ndarray]) -> list[tuple[str, float, ...]]:
+def breakdown_rows(pred_HW, depth_HW, scored_HW,
+                   groups: dict[str, np.ndarray]) -> list[tuple[str, float, float, float, float]]:
     """(group, share of scored pixels, RMSE, AbsRel, share of squared error) per non-empty group, then "all"."""
     squared = (pred_HW - depth_HW) ** 2
     relative = np.abs(pred_HW - depth_HW) / np.where(scored_HW, depth_HW, 1.0)

@@ -24,7 +24,7 @@ from dualfocus_jax.focus_statistics import depth_uncertainty, expected_depth
 from dualfocus_jax.model import FAST_COMPILE_OPTIONS, DualFocusConfig, DualFocusNet
 from dualfocus_jax.model_inputs import evaluation_example, stacked_inputs
 from dualfocus_jax.prepared_splits import DISPARITY_FOCUS_DATASETS, works_in_inverse_distance
-from dualfocus_jax.slice_prior import with_blur_cell_prior
+from dualfocus_jax.slice_prior import projects_after_weights, with_blur_cell_prior
 from dualfocus_jax.variational import project_unimodal
 
 REPORTED_METRICS = METRIC_NAMES + ("avg_unc",)
@@ -77,10 +77,10 @@ def prediction_function(model_config: DualFocusConfig, *, mesh: Mesh | None = No
                                                                       model_config.slice_prior)
     weighted = model_config.slice_prior == "blur_cells"
     # The projection follows the weights, as in the network (dualfocus.py).
-    project_after = weighted and model_config.project_unimodal_at_inference
+    project_after = projects_after_weights(model_config.slice_prior, model_config.project_unimodal_at_inference)
     network_config = (dataclasses.replace(model_config, slice_prior="none", expectation="focus",
                                           project_unimodal_at_inference=(model_config.project_unimodal_at_inference
-                                                                         and not weighted))
+                                                                         and not project_after))
                       if in_focus_values else model_config)
     model = DualFocusNet(network_config)
     options = FAST_COMPILE_OPTIONS if fast_compile else None

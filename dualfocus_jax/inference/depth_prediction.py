@@ -30,7 +30,8 @@ from dualfocus_jax.inference.focus_units import (
     from_inverse_distance,
     with_slice_prior,
 )
-from dualfocus_jax.inference.traced_network import CheckpointNetwork, network_probabilities, projection_left_to_caller
+from dualfocus_jax.inference.traced_network import CheckpointNetwork, network_probabilities
+from dualfocus_jax.slice_prior import projects_after_weights
 from dualfocus_jax.variational import project_unimodal
 
 if TYPE_CHECKING:  # the model package imports Flax, which a prediction from stored programs does not need
@@ -86,8 +87,8 @@ def predict_depth(images_SHWC: np.ndarray, focus_distances_S: np.ndarray, *, met
     if method == "network":
         expectation = network.expectation if network is not None else config.expectation
         slice_prior = network.slice_prior if network is not None else config.slice_prior
-        projects = projection_left_to_caller(slice_prior, network.project_unimodal_at_inference if network is not None
-                                             else config.project_unimodal_at_inference)
+        projects = projects_after_weights(slice_prior, network.project_unimodal_at_inference if network is not None
+                                          else config.project_unimodal_at_inference)
     units = focus_working_units(focus_distances_S, focus_unit, expectation)
     near_to_far = units.near_to_far_S
     back_to_given = np.argsort(near_to_far)  # near-to-far index -> given (ascending) index

@@ -34,6 +34,7 @@ import numpy as np
 from jax import export
 
 from dualfocus_jax.inference.checkpoint_io import DEFAULT_CHECKPOINT, checkpoint_digest, load_exported_checkpoint
+from dualfocus_jax.slice_prior import projects_after_weights
 
 if TYPE_CHECKING:
     from dualfocus_jax.model import DualFocusConfig
@@ -160,12 +161,6 @@ def _probabilities(params, config_text: str, images_SHWC, get_config):
     return program(params, images_SHWC)
 
 
-def projection_left_to_caller(slice_prior: str, project_unimodal_at_inference: bool) -> bool:
-    """Whether the program's probabilities come unprojected and the caller projects them after weighting
-    them by the slice prior (a model with one that projects at inference)."""
-    return project_unimodal_at_inference and slice_prior != "none"
-
-
 def _config_text(config: DualFocusConfig) -> str:
     return json.dumps(config.to_dict(), sort_keys=True, default=str)
 
@@ -181,7 +176,7 @@ def _forward(params, config: DualFocusConfig, images_SHWC):
     # unimodal projection, which follows the weights (dualfocus.py).
     projects = config.project_unimodal_at_inference
     config = dataclasses.replace(config, slice_prior="none", project_unimodal_at_inference=(
-        projects and not projection_left_to_caller(config.slice_prior, projects)))
+        projects and not projects_after_weights(config.slice_prior, projects)))
     outputs = DualFocusNet(config).apply(params, images_SHWC[None], order, train=False)
     return outputs.prob[0], outputs.all_in_focus[0]
 
