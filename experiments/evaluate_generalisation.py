@@ -76,6 +76,8 @@ DEFAULT_CHECKPOINTS = ("shipped=dualfocus_jax/pretrained/small_engine_stage15",
                        "synthetic only=dualfocus_jax/pretrained/small_synthetic")
 DEFAULT_REAL_DIR = os.path.join("..", "shared", "data", "real_focal_stacks")
 CLASSICAL_RAW, CLASSICAL_REFINED = "classical (raw)", "classical (refined)"
+NETWORK_ONLY_SUFFIX = " (network only)"
+REFINED_NOTE = ", depth refined by the blur each slice shows, as `predict` does"
 REPORTED = ("rmse", "abs_rel", "rmse_range", "delta1", "mae")
 # Columns of per_image.csv beyond the identity and group columns.
 PER_IMAGE_METRICS = REPORTED + ("log_rmse", "sq_rel", "bump", "pixels", "seconds")
@@ -140,6 +142,10 @@ flags.DEFINE_bool("classical", True, "score the classical baseline too; --noclas
                   flag_values=FLAGS)
 flags.DEFINE_bool("flips", False, "networks predict with --flips (averaged over the stack's four mirror images)",
                   flag_values=FLAGS)
+flags.DEFINE_bool("defocus_refinement", True, "networks predict as the predict command does, their depth refined by "
+                  "the blur each slice shows (inference/defocus_refinement.py); the first network is also scored "
+                  f"without it, as '<name>{NETWORK_ONLY_SUFFIX}'; --nodefocus_refinement: the networks alone",
+                  flag_values=FLAGS)
 flags.DEFINE_list("skip", [], "comma list of " + ",".join(INPUTS) + " to leave out (protocol, protocol_gaussian: "
                   "the engine split's scenes rendered by the layered / per-pixel Gaussian protocol renderer)",
                   flag_values=FLAGS)
@@ -158,6 +164,7 @@ class Method:
     refine: bool = True
     source: str = ""
     flips: bool = False  # a network averaged over the stack's four mirror images (predict --flips)
+    defocus_refinement: bool = False  # a network's depth refined by the slices' blur (predict's default)
 
 
 @dataclasses.dataclass
@@ -220,7 +227,8 @@ def classical_depth(images_SHWC: np.ndarray, focus_S: np.ndarray, *, refine: boo
 def network_depth(method: Method, images_SHWC: np.ndarray, focus_S: np.ndarray,
                   focus_unit: str = "distance") -> np.ndarray:
     return predict_depth(images_SHWC, focus_S, method="network", params=method.params, config=method.config,
-                         focus_unit=focus_unit, flips=method.flips).depth_HW
+                         focus_unit=focus_unit, flips=method.flips,
+                         defocus_refinement=method.defocus_refinement).depth_HW
 
 
 def method_depth(method: Method, images_SHWC, focus_S, focus_unit: str = "distance") -> tuple[np.ndarray, float]:
@@ -599,8 +607,8 @@ def report_markdown(records, real_rows, methods: list[Method], sizes: Sizes, com
         "",
         f"Written by `{command}` (commit {_commit()}) on {platform.machine()} CPU ({os.cpu_count()} cores, shared "
         f"with other jobs), JAX CPU backend, in {elapsed / 60:.1f} min.",
-        "Methods: " + "; ".join(f"**{m.name}** (`{m.source}`)" if m.kind == "network" else f"**{m.name}**"
-                                for m in methods) + ".",
+        "Methods: " + "; ".join(f"**{m.name}** (`{m.source}`{REFINED_NOTE if m.defocus_refinement else ''})"
+                                if m.kind == "network" else f"**{m.name}**" for m in methods) + ".",
         "Scored pixels: ground truth inside the stack's focus range (the DFF convention). Per image, then the mean "
         "over images. RMSE and MAE in metres, AbsRel and δ1 unitless, rmse_range = RMSE / (focus range), which "
         "weighs near (macro, phone) and far (DSLR) scenes alike.",
@@ -701,7 +709,11 @@ def main(argv=None) -> int:
             raise ValueError(f"checkpoint names must differ, got {names}.")
         methods = [load_method(name, folder, export_root=export_root, workdir_config=FLAGS.workdir_config,
                                command=command) for name, folder in specs]
-        methods = [dataclasses.replace(method, flips=FLAGS.flips) for method in methods]
+        methods = [dataclasses.replace(method, flips=FLAGS.flips, defocus_refinement=FLAGS.defocus_refinement)
+                   for method in methods]
+        if FLAGS.defocus_refinement:
+            methods.insert(1, dataclasses.replace(methods[0], name=methods[0].name + NETWORK_ONLY_SUFFIX,
+                                                  defocus_refinement=False))
     except (ValueError, CheckpointError) as error:
         shutil.rmtree(export_root, ignore_errors=True)
         print(f"error: {error}", file=sys.stderr)

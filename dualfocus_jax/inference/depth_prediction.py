@@ -23,7 +23,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from dualfocus_jax.classical import FOCUS_MEASURES, estimate_depth_classical, focus_distribution
+from dualfocus_jax.inference.defocus_refinement import BlurFit, refine_with_defocus
 from dualfocus_jax.inference.focus_units import (
+    ORDER_UNIT,
     FocusWorkingUnits,
     depth_from_slice_probabilities,
     focus_working_units,
@@ -45,19 +47,22 @@ class DepthPrediction:
     """depth_HW, uncertainty_HW: float32, in the unit of the focus positions; all_in_focus_HWC in [0, 1];
     units: how the focus positions were used (see focus_units.py); weights_SHW: the per-pixel weight of each
     slice, in the order the slices were given (ascending focus position), summing to 1 (the all-in-focus
-    image is Σ_s w_s I_s)."""
+    image is Σ_s w_s I_s); defocus_fit: the stack's blur model when the defocus refinement ran (its `applied`
+    says whether it changed the depth), else None."""
 
     depth_HW: np.ndarray
     uncertainty_HW: np.ndarray
     all_in_focus_HWC: np.ndarray
     units: FocusWorkingUnits
     weights_SHW: np.ndarray | None = None
+    defocus_fit: BlurFit | None = None
+    defocus_applied: bool = False
 
 
 def predict_depth(images_SHWC: np.ndarray, focus_distances_S: np.ndarray, *, method: str = "network",
                   params: dict | None = None, config: DualFocusConfig | None = None,
                   focus_unit: str = "distance", network: CheckpointNetwork | None = None,
-                  flips: bool = False) -> DepthPrediction:
+                  flips: bool = False, defocus_refinement: bool = False) -> DepthPrediction:
     """Depth from a focal stack sorted by ascending focus position (as a `FocalStack` holds it).
 
     Args:
@@ -71,11 +76,16 @@ def predict_depth(images_SHWC: np.ndarray, focus_distances_S: np.ndarray, *, met
         (what the predictor passes: it may run from stored parameters and programs without Flax).
       flips: for "network", average the probabilities over the stack and its three mirror images (left-right,
         up-down, both), each mirrored back: 4× the network time; the result mirrors exactly with the input.
+      defocus_refinement: for "network", refine its depth by the blur each slice shows (defocus_refinement.py:
+        the network's depth is the prior, a re-blurred all-in-focus image the likelihood). Needs focus values
+        (not "order", where it is skipped); left as the network gave it where the stack shows no usable blur.
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {METHODS}.")
     if flips and method != "network":
         raise ValueError(f"flips averages the network over mirror images; method {method!r} does not use it.")
+    if defocus_refinement and method != "network":
+        raise ValueError(f"defocus_refinement refines the network's depth; method {method!r} does not use it.")
     images = np.asarray(images_SHWC, np.float32)
     if images.ndim != 4 or images.shape[-1] != 3 or images.shape[0] != np.size(focus_distances_S):
         raise ValueError(f"images must be (S, H, W, 3) with S = number of focus distances "
@@ -107,9 +117,32 @@ def predict_depth(images_SHWC: np.ndarray, focus_distances_S: np.ndarray, *, met
         if projects:
             weighted = np.asarray(_project_slices(jnp.asarray(weighted, jnp.float32)), np.float64)
         depth, uncertainty = depth_from_slice_probabilities(weighted, units)
-        return DepthPrediction(depth, uncertainty, np.clip(np.asarray(aif, np.float32), 0, 1), units,
-                               prob[back_to_given].astype(np.float32))
+        aif = np.clip(np.asarray(aif, np.float32), 0, 1)
+        fit, applied = None, False
+        if defocus_refinement and focus_unit != ORDER_UNIT:
+            depth, uncertainty, fit, applied = _refined_by_defocus(images, focus_distances_S, focus_unit, depth,
+                                                                   uncertainty, aif)
+        return DepthPrediction(depth, uncertainty, aif, units, prob[back_to_given].astype(np.float32), fit, applied)
     return _classical(images[near_to_far], units, back_to_given)
+
+
+def _refined_by_defocus(images_SHWC, focus_S, focus_unit: str, depth_HW, uncertainty_HW, aif_HWC):
+    """(depth, uncertainty, fit, applied) after `refine_with_defocus`, in the unit of the focus positions. Blur
+    is linear in inverse distance, and in diopters and disparities themselves, so distances are inverted for
+    it and back (uncertainty by first-order propagation, σ_d = σ_u · d²)."""
+    focus = np.asarray(focus_S, np.float64)
+    depth = np.asarray(depth_HW, np.float64)
+    std = np.asarray(uncertainty_HW, np.float64)
+    inverse = focus_unit == "distance"
+    if inverse:
+        depth = np.clip(depth, focus.min(), focus.max())  # the expectation stays inside the focus range
+        focus, std, depth = 1.0 / focus, std / depth ** 2, 1.0 / depth
+    result = refine_with_defocus(np.asarray(images_SHWC, np.float32).mean(-1), aif_HWC.mean(-1), focus, depth, std)
+    refined, refined_std = np.asarray(result.u_HW, np.float64), np.asarray(result.std_u_HW, np.float64)
+    if inverse:
+        refined = 1.0 / refined
+        refined_std = refined_std * refined ** 2
+    return refined.astype(np.float32), refined_std.astype(np.float32), result.fit, result.applied
 
 
 @jax.jit
