@@ -51,6 +51,9 @@ flags.DEFINE_enum("method", "network", ["network", "classical"],
 flags.DEFINE_bool("flips", False, "network: also predict on the stack's left-right, up-down and double mirror images "
                   "and average (4x the network time; a little more accurate on every test set we score)",
                   flag_values=FLAGS)
+flags.DEFINE_bool("defocus_refinement", True, "network: refine its depth by how blurred each slice is (a blur model "
+                  "fitted to the stack; kept as the network gave it where the stack shows no usable blur); "
+                  "--nodefocus_refinement: the network's depth alone", flag_values=FLAGS)
 flags.DEFINE_integer("max_size", 640, "longer image side of the working resolution in pixels; the outputs are "
                      "upsampled to the photos' own pixel grid", flag_values=FLAGS)
 flags.DEFINE_bool("full_resolution", False, "predict at the photos' full resolution instead (slow, memory-hungry)",
@@ -79,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                        max_size=FLAGS.max_size, align=FLAGS.align, method=FLAGS.method, ply=FLAGS.ply,
                        fov_deg=FLAGS.fov_deg, unit=FLAGS.unit, focus_unit=FLAGS.focus_unit,
                        focus_order=FLAGS.focus_order, full_resolution=FLAGS.full_resolution,
-                       compilation_cache=cache, flips=FLAGS.flips)
+                       compilation_cache=cache, flips=FLAGS.flips, defocus_refinement=FLAGS.defocus_refinement)
     except USER_ERRORS as error:  # input the command cannot use: one message, no traceback
         print(f"error: {error}", file=sys.stderr)
         return 2

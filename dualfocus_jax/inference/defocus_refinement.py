@@ -134,7 +134,9 @@ def fit_blur(slices_SHW, aif_HW, focus_u_S, settings: DefocusRefinementSettings 
     samples = len(focus_u) * settings.window ** 2
     no_blur = float(np.median(ndimage.uniform_filter(((slices - aif[None]) ** 2).sum(0), settings.window))) * \
         settings.window ** 2
-    return BlurFit(float(b), float(t), 1.0 - error / max(no_blur, 1e-12), max(error / samples, 1e-8))
+    # Slices that equal the all-in-focus image show no blur to read: nothing explained, gain 0.
+    gain = 1.0 - error / no_blur if no_blur > 1e-10 * samples else 0.0
+    return BlurFit(float(b), float(t), float(gain), max(error / samples, 1e-8))
 
 
 def refine_with_defocus(slices_SHW, aif_HW, focus_u_S, prior_u_HW, prior_std_u_HW,

@@ -76,7 +76,7 @@ def run_prediction(stack_dir: str, out_dir: str, *, focus_distances=None, checkp
                    max_size: int | None = 640, align: bool = True, method: str = "network", ply: bool = False,
                    fov_deg: float = DEFAULT_FOV_DEG, unit: str | None = None, focus_unit: str | None = None,
                    focus_order: str | None = None, full_resolution: bool = False,
-                   compilation_cache: bool | str = True, flips: bool = False,
+                   compilation_cache: bool | str = True, flips: bool = False, defocus_refinement: bool = True,
                    log: Callable[[str], None] = print) -> dict:
     """Predicts depth for the focal stack in `stack_dir` and writes the files of `output_files.py` to `out_dir`.
 
@@ -96,6 +96,8 @@ def run_prediction(stack_dir: str, out_dir: str, *, focus_distances=None, checkp
       compilation_cache: True = the persistent compilation cache in the user's cache folder
         (compilation_cache.py), a folder path = there, False = off.
       flips: network only: average over the stack's four mirror images (`predict_depth`); 4× the network time.
+      defocus_refinement: network only: refine its depth by the blur each slice shows (`predict_depth`; skipped
+        for a stack given by its order only, and by the classical method).
     Returns a summary dict (the metadata.json content plus the paths written).
     """
     started = time.perf_counter()
@@ -169,13 +171,16 @@ def run_prediction(stack_dir: str, out_dir: str, *, focus_distances=None, checkp
         t0 = time.perf_counter()
         try:
             prediction = predict_depth(images, focus, method=method, network=network, focus_unit=focus_unit,
-                                       flips=flips)
+                                       flips=flips, defocus_refinement=defocus_refinement and method == "network")
         except NetworkMismatchError as error:
             raise mismatch_error(summary["checkpoint"], error.config, error.mismatch) from None
         timings["predict_s"] = time.perf_counter() - t0
         log(f"[3/5] predicted ({method}) in {timings['predict_s']:.1f} s: depth "
             f"{np.percentile(prediction.depth_HW, 1):.3g}-{np.percentile(prediction.depth_HW, 99):.3g} {unit} "
             "(1st-99th percentile)")
+        if prediction.defocus_fit is not None:
+            summary["defocus_refinement"] = _defocus_summary(prediction)
+            log("      " + _defocus_note(summary["defocus_refinement"]))
 
         t0 = time.perf_counter()
         if output_hw == (stack.height, stack.width):
@@ -231,6 +236,21 @@ def run_prediction(stack_dir: str, out_dir: str, *, focus_distances=None, checkp
         f"({time.perf_counter() - started:.1f} s in all)")
     summary["written"] = written
     return summary
+
+
+def _defocus_summary(prediction) -> dict:
+    fit = prediction.defocus_fit
+    return {"applied": bool(prediction.defocus_applied), "blur_span_px": round(fit.blur_span_px, 4),
+            "sharp_sigma_px": fit.sharp_sigma_px, "fit_gain": round(fit.gain, 4)}
+
+
+def _defocus_note(fitted: dict) -> str:
+    if fitted["applied"]:
+        return (f"depth refined by the slices' blur: blur model sigma {fitted['blur_span_px']:.2f} px across the "
+                f"focus range, sharp below {fitted['sharp_sigma_px']:.2f} px (explains {100 * fitted['fit_gain']:.0f}%"
+                " of the slices' difference from the all-in-focus image)")
+    return (f"defocus refinement not applied: the blur model explains only {100 * fitted['fit_gain']:.0f}% of the "
+            "slices' difference from the all-in-focus image (the network's depth is kept)")
 
 
 def _check_arguments(method, focus_unit, focus_order, focus_distances, unit, max_size, full_resolution, fov_deg,
