@@ -3,6 +3,7 @@ sharp, and near depth edges or not.
 
     python -m experiments.motorcycle_error_breakdown                                   # the shipped model
     python -m experiments.motorcycle_error_breakdown --checkpoint runs/export_x --checkpoint classical
+    python -m experiments.motorcycle_error_breakdown --nodefocus_refinement      # the network's depth alone
 
 The motorcycle of `evaluate_generalisation` (`embedded_scenes.render_motorcycle_stack`, downscale 2, the
 NYUv2 camera, focus evenly in metres over the valid depth range) is rendered by the layered protocol
@@ -30,6 +31,8 @@ flags.DEFINE_multi_string("checkpoint", [DEFAULT_CHECKPOINT],
                           f"exported checkpoint folder(s), or {CLASSICAL!r} for the refined classical baseline",
                           flag_values=FLAGS)
 flags.DEFINE_multi_integer("slices", [5, 10], "slice counts of the rendered stacks", flag_values=FLAGS)
+flags.DEFINE_bool("defocus_refinement", True, "networks' depth refined by the slices' blur, as predict does "
+                  "(--nodefocus_refinement: the network alone)", flag_values=FLAGS)
 flags.DEFINE_integer("downscale", 2, "downscale of the motorcycle scene (2 as in evaluate_generalisation)",
                      flag_values=FLAGS)
 
@@ -79,9 +82,10 @@ def main(argv=None) -> int:
             else:
                 params, config = loaded
                 pred = predict_depth(rendered.stack, rendered.focus_m, method="network", params=params,
-                                     config=config).depth_HW
+                                     config=config, defocus_refinement=FLAGS.defocus_refinement).depth_HW
+            label = spec if loaded is None or not FLAGS.defocus_refinement else f"{spec} + defocus refinement"
             print(markdown(breakdown_rows(np.asarray(pred, np.float64), depth, scored, groups),
-                           f"{spec}, {count} slices"), flush=True)
+                           f"{label}, {count} slices"), flush=True)
     return 0
 
 

@@ -55,6 +55,9 @@ def test_quick_run_writes_every_table_and_the_picture(tmp_path, monkeypatch):
         rows = list(csv.DictReader(handle))
     methods = {row["method"] for row in rows}
     assert {"cand", "classical (raw)", "classical (refined)", "cand, 3 of 5 slices"} <= methods
+    # With the defocus refinement (the default) the first network is also scored without it.
+    assert "cand" + evaluation.NETWORK_ONLY_SUFFIX in methods
+    assert evaluation.REFINED_NOTE in text
     assert {row["dataset"] for row in rows} == {"engine", evaluation.PROTOCOL_RENDERED, evaluation.PROTOCOL_GAUSSIAN,
                                                 "motorcycle"}
     assert {row["region"] for row in rows} == set(evaluation.REGIONS)
@@ -149,7 +152,7 @@ def test_the_protocol_section_has_its_tables_without_the_engine_split():
     assert "| cand | rmse | 0.50 ✓ | 0.50 ✓ |" in section
 
 
-def test_network_depth_outside_the_command_takes_flips_from_the_method():
+def test_network_depth_outside_the_command_takes_flips_and_the_refinement_from_the_method():
     # The ablation scores through network_depth without this command's flags ever being parsed.
     import dataclasses
 
@@ -160,7 +163,9 @@ def test_network_depth_outside_the_command_takes_flips_from_the_method():
     rng = np.random.default_rng(2)
     stack = rng.random((3, 32, 32, 3)).astype(np.float32)
     focus = np.array([0.5, 0.8, 1.4])
-    for flips in (False, True):
-        depth = evaluation.network_depth(dataclasses.replace(method, flips=flips), stack, focus)
-        expected = predict_depth(stack, focus, method="network", params=params, config=config, flips=flips).depth_HW
+    for flips, refine in ((False, False), (True, False), (False, True)):
+        depth = evaluation.network_depth(dataclasses.replace(method, flips=flips, defocus_refinement=refine),
+                                         stack, focus)
+        expected = predict_depth(stack, focus, method="network", params=params, config=config, flips=flips,
+                                 defocus_refinement=refine).depth_HW
         np.testing.assert_allclose(depth, expected, rtol=1e-6)
