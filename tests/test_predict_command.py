@@ -76,7 +76,12 @@ def test_command_writes_every_output_with_depth_in_the_focus_unit(generated_stac
     np.testing.assert_allclose(points[:, 2], depth.ravel(), rtol=1e-6)
     assert Image.open(out / "aif.png").size == (WIDTH, HEIGHT)
     # The shipped model weights its slices by their spacing, and says so.
-    assert json.loads((out / "metadata.json").read_text())["slice_prior"] == "blur_cells"
+    metadata = json.loads((out / "metadata.json").read_text())
+    assert metadata["slice_prior"] == "blur_cells"
+    # The defocus refinement (on by default) records its blur model and says in the log what it did.
+    fitted = metadata["defocus_refinement"]
+    assert set(fitted) == {"applied", "blur_span_px", "sharp_sigma_px", "fit_gain"} and fitted["blur_span_px"] > 0
+    assert ("depth refined by the slices' blur" if fitted["applied"] else "defocus refinement not applied") in log
 
 
 def test_depth_follows_the_unit_of_the_focus_distances(generated_stack, tmp_path):
