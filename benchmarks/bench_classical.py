@@ -2,6 +2,7 @@
 
     .venv/bin/python -m benchmarks.bench_classical            # S = 5, 10 at 256², 512², 1024² (minutes on 2 cores)
     .venv/bin/python -m benchmarks.bench_classical --quick    # S = 3 at 64², a smoke run of a few seconds
+    .venv/bin/python -m benchmarks.bench_classical --workload "defocus refinement"   # one workload
 
 Prints a markdown table. Every case runs in a fresh Python subprocess, so that compiled code, caches and the
 allocator's high-water mark of one case cannot leak into the next:
@@ -33,21 +34,26 @@ from skimage import data, transform
 from benchmarks.machine import cpu_model_name
 from dualfocus_jax.classical import estimate_depth_classical
 from dualfocus_jax.command_flags import parse_flags
+from dualfocus_jax.inference.defocus_refinement import refine_with_defocus
 from dualfocus_jax.rendering import NYUV2_CAMERA, render_focal_stack
 from dualfocus_jax.rendering.fft_layered import render_layered_stack
 
 FULL_SLICES = (5, 10)
 FULL_SIZES = (256, 512, 1024)
+# The predictor's defocus refinement of a network depth (NumPy/SciPy on the host: its fit and its posterior).
+HOST_REFINEMENT = "defocus refinement"
 QUICK_SLICES = (3,)
 QUICK_SIZES = (64,)
 WORKLOADS = ("render gaussian", "render layered", "render fft disc", "render fft gaussian", "classical (no refine)",
-             "classical (refine 300 it)")
+             "classical (refine 300 it)", HOST_REFINEMENT)
 
 FLAGS = flags.FlagValues()  # this command's own (dualfocus_jax/command_flags.py says why)
 flags.DEFINE_bool("quick", False, "one tiny size (64², S = 3): a smoke run", flag_values=FLAGS)
 flags.DEFINE_integer("repeats", 5, "timed calls per case (after compilation)", lower_bound=1, flag_values=FLAGS)
 flags.DEFINE_float("time_budget", 20.0, "stop timing a case after this many s", flag_values=FLAGS)
 flags.DEFINE_float("case_timeout", 1800.0, "kill a case's subprocess after s", flag_values=FLAGS)
+flags.DEFINE_multi_enum("workload", None, WORKLOADS, "workloads to time (repeatable; default: all)",
+                        flag_values=FLAGS)
 flags.DEFINE_string("case", None, "internal: run one case (JSON), print one JSON line", flag_values=FLAGS)
 
 
@@ -83,7 +89,13 @@ def run_case(workload: str, size: int, num_slices: int, repeats: int, time_budge
     jax.devices()  # start the backend (its own allocations) before the baseline
     baseline_mib = _max_rss_mib()
     image, depth, focus = _scene_inputs(size, num_slices)
-    if workload.startswith("render fft"):
+    host = workload.startswith("render fft") or workload == HOST_REFINEMENT
+    if workload == HOST_REFINEMENT:
+        grey = _synthetic_stack(image, num_slices).mean(-1)
+        prior = np.full((size, size), 1.0 / 3.0, np.float32)  # inverse depth, the middle of the 2-4 m range
+        compiled = lambda st, a, u: refine_with_defocus(st, a, u, prior, np.full_like(prior, 0.05)).u_HW  # noqa: E731
+        inputs = (grey, image.mean(-1), (1.0 / focus).astype(np.float64))
+    elif workload.startswith("render fft"):
         # The engine's renderer runs on the host in NumPy/SciPy: nothing to compile, its first call is timed.
         psf = workload.split()[2]
         compiled = lambda im, d, f: render_layered_stack(im, d, f, NYUV2_CAMERA, psf=psf)  # noqa: E731
@@ -99,7 +111,7 @@ def run_case(workload: str, size: int, num_slices: int, repeats: int, time_budge
     input_mib = sum(np.asarray(a).nbytes for a in inputs) / 2**20
 
     start = time.perf_counter()
-    if not workload.startswith("render fft"):
+    if not host:
         compiled = function.lower(*inputs).compile()
     compile_s = time.perf_counter() - start
     compile_peak_mib = _max_rss_mib() - baseline_mib
@@ -176,7 +188,7 @@ def main(argv=None) -> int:
     print("| workload | S | H×W | compile (s) | per call (s) | calls | input (MiB) | peak after compile (MiB) "
           "| peak memory (MiB) |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for workload in WORKLOADS:
+    for workload in FLAGS.workload or WORKLOADS:
         for num_slices in slices:
             for size in sizes:
                 row = _run_case_in_subprocess(workload, size, num_slices)
