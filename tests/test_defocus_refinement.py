@@ -78,7 +78,9 @@ def test_the_streaming_posterior_equals_a_dense_one():
     errors = np.stack(list(refinement._candidate_errors(slices.astype(np.float32), bank, FOCUS_U, candidates,
                                                         fit.blur_span_px, fit.sharp_sigma_px, settings.window)))
     std = np.maximum(prior_std, settings.prior_floor * 0.8)
-    log_post = (-errors / (2 * fit.noise * settings.window ** 2 * settings.likelihood_temperature)
+    # The noise: the fit's, or a pixel's own best error per sample where that is larger (adaptive_noise).
+    noise = np.maximum(fit.noise, errors.min(0) / (len(FOCUS_U) * settings.window ** 2))
+    log_post = (-errors / (2 * noise * settings.window ** 2 * settings.likelihood_temperature)
                 - 0.5 * ((candidates[:, None, None] - prior) / std) ** 2)
     weights = np.exp(log_post - log_post.max(0))
     weights /= weights.sum(0)

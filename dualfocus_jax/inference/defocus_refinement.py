@@ -12,7 +12,9 @@ where b, the blur at the far end of the focus range, is one number per stack, fi
 camera need not be known). Per pixel and candidate u, the squared difference between every slice and its
 predicted blur, summed over a small window, is a likelihood; the network's depth and uncertainty are a Gaussian
 prior over u; depth is the posterior mean. Where the window has no texture the likelihood is flat and the
-network's depth stays; where the stack shows no blur that the fit can use, nothing changes.
+network's depth stays; where no candidate explains the window (a depth edge, a misregistered patch), the
+likelihood flattens by as much as its best error exceeds the noise; where the stack shows no blur that the fit
+can use, nothing changes.
 
 A Gaussian of the same second moment stands in for every PSF (a disc of diameter c has sigma = c/4, a Gaussian
 drawn for a circle of confusion c the same), so the model is the same for every camera.
@@ -34,7 +36,9 @@ class DefocusRefinementSettings:
     fit uses (its cost grows with every b tried); likelihood_temperature: divides the log-likelihood (the
     window's squared differences are not independent); prior_floor: the smallest prior standard deviation, as a
     share of the focus range; min_fit_gain: the fit must lower the crop's summed error by this share against no
-    blur at all, or the stack is left as the network gave it."""
+    blur at all, or the stack is left as the network gave it; adaptive_noise: a pixel whose best candidate
+    leaves more error than the fit's noise level uses that error as its own noise level (a flatter likelihood
+    where the single-depth model does not hold, as across depth edges)."""
 
     candidates: int = 64
     window: int = 5
@@ -45,6 +49,7 @@ class DefocusRefinementSettings:
     min_fit_gain: float = 0.3
     sharp_sigma_grid: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75)
     prior_scale: float = 1.0
+    adaptive_noise: bool = True
 
 
 DEFAULT_SETTINGS = DefocusRefinementSettings()
@@ -170,7 +175,15 @@ def refine_with_defocus(slices_SHW, aif_HW, focus_u_S, prior_u_HW, prior_std_u_H
     candidates = np.linspace(focus_u.min(), focus_u.max(), settings.candidates)
     bank = _BlurBank(aif, fit.blur_span_px)
     std = np.maximum(settings.prior_scale * prior_std, settings.prior_floor * span)
-    scale = 1.0 / (2.0 * fit.noise * settings.window ** 2 * settings.likelihood_temperature)
+    samples = len(focus_u) * settings.window ** 2
+    noise = fit.noise
+    if settings.adaptive_noise:
+        # Where no candidate explains the window (across a depth edge, a moving or misregistered patch), the
+        # residual is model error, not noise: the pixel's own best error per sample widens its likelihood there.
+        best = np.minimum.reduce(list(_candidate_errors(slices, bank, focus_u, candidates, fit.blur_span_px,
+                                                         fit.sharp_sigma_px, settings.window)))
+        noise = np.maximum(fit.noise, best / samples)
+    scale = 1.0 / (2.0 * noise * settings.window ** 2 * settings.likelihood_temperature)
     # Streaming log-sum-exp over the candidates: running maximum m, Σ w, Σ w·u, Σ w·u² (w = exp(log p − m)).
     peak = total = first = second = None
     errors = _candidate_errors(slices, bank, focus_u, candidates, fit.blur_span_px, fit.sharp_sigma_px,
