@@ -114,6 +114,14 @@ def _candidate_errors(slices_SHW, bank: _BlurBank, focus_u_S, candidates_J, blur
         yield ndimage.uniform_filter(total, window, mode="reflect") * (window * window)
 
 
+def _running_minimum(images):
+    """The pixelwise minimum of an iterable of images, holding one at a time."""
+    minimum = None
+    for image in images:
+        minimum = image if minimum is None else np.minimum(minimum, image)
+    return minimum
+
+
 def _centre_crop(array, crop: int):
     h, w = array.shape[-2:]
     top, left = max(0, (h - crop) // 2), max(0, (w - crop) // 2)
@@ -131,7 +139,7 @@ def fit_blur(slices_SHW, aif_HW, focus_u_S, settings: DefocusRefinementSettings 
     bank = _BlurBank(aif, max(settings.blur_span_grid) * 1.25)
 
     def median_best_error(b: float, t: float) -> float:
-        best = np.minimum.reduce(list(_candidate_errors(slices, bank, focus_u, candidates, b, t, settings.window)))
+        best = _running_minimum(_candidate_errors(slices, bank, focus_u, candidates, b, t, settings.window))
         return float(np.median(best))
 
     _, b, t = min((median_best_error(b, t), b, t) for b in settings.blur_span_grid for t in settings.sharp_sigma_grid)
@@ -180,8 +188,8 @@ def refine_with_defocus(slices_SHW, aif_HW, focus_u_S, prior_u_HW, prior_std_u_H
     if settings.adaptive_noise:
         # Where no candidate explains the window (across a depth edge, a moving or misregistered patch), the
         # residual is model error, not noise: the pixel's own best error per sample widens its likelihood there.
-        best = np.minimum.reduce(list(_candidate_errors(slices, bank, focus_u, candidates, fit.blur_span_px,
-                                                         fit.sharp_sigma_px, settings.window)))
+        best = _running_minimum(_candidate_errors(slices, bank, focus_u, candidates, fit.blur_span_px,
+                                                  fit.sharp_sigma_px, settings.window))
         noise = np.maximum(fit.noise, best / samples)
     scale = 1.0 / (2.0 * noise * settings.window ** 2 * settings.likelihood_temperature)
     # Streaming log-sum-exp over the candidates: running maximum m, Σ w, Σ w·u, Σ w·u² (w = exp(log p − m)).
