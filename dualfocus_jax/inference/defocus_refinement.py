@@ -32,11 +32,13 @@ from scipy import ndimage
 class DefocusRefinementSettings:
     """candidates: inverse-depth values tried between the nearest and farthest focus position; window: side of
     the square (pixels) the squared differences are summed over; blur_span_grid: the b values (sigma in pixels
-    at the far end of the focus range) the per-stack fit chooses from; fit_crop: side of the centre crop the
-    fit uses (its cost grows with every b tried); likelihood_temperature: divides the log-likelihood (the
-    window's squared differences are not independent); prior_floor: the smallest prior standard deviation, as a
-    share of the focus range; min_fit_gain: the fit must lower the crop's summed error by this share against no
-    blur at all, or the stack is left as the network gave it; adaptive_noise: a pixel whose best candidate
+    at the far end of the focus range) the per-stack fit chooses from; sharp_sigma_grid: the sigmas (pixels)
+    below which a slice may render sharp, which the fit chooses from with b (0: no depth of field); fit_crop:
+    side of the centre crop the fit uses (its cost grows with every model tried); likelihood_temperature:
+    divides the log-likelihood (the window's squared differences are not independent); prior_scale: multiplies
+    the network's standard deviation; prior_floor: the smallest prior standard deviation, as a share of the focus
+    range; min_fit_gain: the fit must lower the crop's median error by this share against no blur at all, or
+    the stack is left as the network gave it; adaptive_noise: a pixel whose best candidate
     leaves more error than the fit's noise level uses that error as its own noise level (a flatter likelihood
     where the single-depth model does not hold, as across depth edges)."""
 
