@@ -1,6 +1,7 @@
 """Scores exported models and the classical baseline on focal stacks unlike any one training set.
 
     python -m experiments.evaluate_generalisation                          # shipped + synthetic-only + classical
+    python -m experiments.evaluate_generalisation --nodefocus_refinement   # the networks alone (~8 min, not ~35)
     python -m experiments.evaluate_generalisation --checkpoint stage2=runs/engine_small_stage2   # + a training run
     python -m experiments.evaluate_generalisation --quick --out /tmp/generalisation            # smoke run, ~1 min
 
@@ -8,8 +9,9 @@ Methods: every `--checkpoint NAME=FOLDER` (an exported checkpoint, or a training
 checkpoint is exported to a temporary folder by `experiments.evaluate_pretrained.export`; default: the
 shipped `small_engine_stage15` and the synthetic-only `small_synthetic`), and the classical baseline raw
 (focus peak, no refinement) and refined (Huber-TV, what `--method classical` of the predictor runs). Networks run
-through `dualfocus_jax.inference.predict_depth`, as the predictor runs them; the classical baseline through the same
-focus-unit handling.
+through `dualfocus_jax.inference.predict_depth`, as the predictor runs them (with the defocus refinement unless
+--nodefocus_refinement; the first network is also scored without it, "(network only)"); the classical baseline
+through the same focus-unit handling.
 
 Inputs, all in metres except the real stacks:
 1. the engine's fixed test split (`datasets/focal_engine`, prepared under --data_dir on first use): per slice
